@@ -1,0 +1,88 @@
+//! Where a message came from or goes to. Shared by every layer so that the node can map a
+//! [`Peer`] back to a socket or a stream connection.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+/// The transport protocol a message travels over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    /// Reliable transports get no retransmissions (RFC 3261 17.1.1.2, 17.2.1).
+    pub fn is_reliable(self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
+
+    /// The token used in a Via header (`SIP/2.0/UDP`).
+    pub fn via_token(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+
+    /// The value of a URI `transport=` parameter, lower case.
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
+    /// Parses a Via transport token or URI transport parameter, case-insensitively.
+    pub fn from_token(token: &str) -> Option<Transport> {
+        if token.eq_ignore_ascii_case("udp") {
+            Some(Transport::Udp)
+        } else if token.eq_ignore_ascii_case("tcp") {
+            Some(Transport::Tcp)
+        } else if token.eq_ignore_ascii_case("tls") {
+            Some(Transport::Tls)
+        } else {
+            None
+        }
+    }
+
+    /// The well-known port for this transport (RFC 3261 19.1.2).
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Tls => 5061,
+            _ => 5060,
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.via_token())
+    }
+}
+
+/// Identifies one stream connection (TCP or TLS) owned by the I/O layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub u64);
+
+/// The far end of a message: transport, remote address and, for streams, the connection it
+/// arrived on (so responses and requests to a registered phone reuse that connection, as
+/// phones behind NAT need).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub transport: Transport,
+    pub remote: SocketAddr,
+    /// The local address the message arrived on (or should leave from).
+    pub local: SocketAddr,
+    pub connection: Option<ConnectionId>,
+}
+
+/// Bytes the I/O layer must send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: Peer,
+    pub payload: bytes::Bytes,
+}
