@@ -7,5 +7,6 @@
 
 pub mod auth;
 pub mod message;
+pub mod server;
 pub mod transaction;
 pub mod transport;
