@@ -24,6 +24,8 @@ pub struct ServerConfig {
     pub domains: Vec<String>,
     /// Accept REGISTER without authentication (labs, meshes).
     pub open: bool,
+    /// Users allowed to register (from `--users`); ignored when `open`.
+    pub users: Vec<crate::auth::Credential>,
     /// Bounds of the location table.
     pub max_aors: usize,
     pub max_bindings_per_aor: usize,
@@ -44,6 +46,7 @@ impl Default for ServerConfig {
             listeners: Vec::new(),
             domains: Vec::new(),
             open: false,
+            users: Vec::new(),
             max_aors: 1_000_000,
             max_bindings_per_aor: 16,
             min_expires: 60,
