@@ -2,6 +2,10 @@
 //! and error responder, on top of the transaction layer. Sans-IO: the node feeds it whole
 //! messages with [`SipServer::handle_input`] and drains [`SipServer::poll_transmit`].
 
+pub mod identity;
+pub mod ids;
+pub mod response_choice;
+
 use crate::transport::{ConnectionId, Peer, Transmit, Transport};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
