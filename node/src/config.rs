@@ -182,8 +182,13 @@ fn invalid(origin: Origin<'_>, value: impl fmt::Debug, reason: impl fmt::Display
 fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("config {}: {e}", path.display())))?;
-    let mut file: FileConfig = toml::from_str(&text)
-        .map_err(|e| ConfigError(format!("config {}: {}", path.display(), toml_error(&e, &text))))?;
+    let mut file: FileConfig = toml::from_str(&text).map_err(|e| {
+        ConfigError(format!(
+            "config {}: {}",
+            path.display(),
+            toml_error(&e, &text)
+        ))
+    })?;
     let base = path.parent().unwrap_or(Path::new(""));
     for p in [
         &mut file.data_dir,
@@ -281,7 +286,11 @@ pub fn resolve(args: &NodeArgs, env: &Environment) -> Result<NodeConfig, ConfigE
         (None, None) => (2, Origin::Flag("workers")),
     };
     if !(1..=256).contains(&workers) {
-        return Err(invalid(workers_origin, workers, "must be between 1 and 256"));
+        return Err(invalid(
+            workers_origin,
+            workers,
+            "must be between 1 and 256",
+        ));
     }
 
     let limits = &file.limits;
@@ -435,7 +444,7 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn args() -> NodeArgs {
+    fn no_flags() -> NodeArgs {
         NodeArgs::default()
     }
 
@@ -451,7 +460,7 @@ mod tests {
         let path = write_config(&dir, text);
         let args = NodeArgs {
             config: Some(path),
-            ..args()
+            ..no_flags()
         };
         let result = resolve(&args, &Environment::default());
         (dir, result)
@@ -472,20 +481,28 @@ mod tests {
 
     #[test]
     fn listen_rejects_bad_values() {
-        assert_eq!(ListenAddr::parse("udp:1.2.3:5060").unwrap_err(), "bad address");
-        assert_eq!(ListenAddr::parse("udp:::1:5060").unwrap_err(), "bad address");
+        assert_eq!(
+            ListenAddr::parse("udp:1.2.3:5060").unwrap_err(),
+            "bad address"
+        );
+        assert_eq!(
+            ListenAddr::parse("udp:::1:5060").unwrap_err(),
+            "bad address"
+        );
         assert_eq!(ListenAddr::parse("udp:1.2.3.4").unwrap_err(), "bad address");
         assert!(ListenAddr::parse("sctp:1.2.3.4:5060")
             .unwrap_err()
             .contains("unknown transport \"sctp\""));
-        assert!(ListenAddr::parse("1.2.3.4").unwrap_err().contains("expected"));
+        assert!(ListenAddr::parse("1.2.3.4")
+            .unwrap_err()
+            .contains("expected"));
     }
 
     #[test]
     fn bad_listen_flag_names_flag_and_value() {
         let args = NodeArgs {
             listen: vec!["udp:1.2.3:5060".to_string()],
-            ..args()
+            ..no_flags()
         };
         let err = resolve(&args, &Environment::default()).unwrap_err();
         assert_eq!(err.0, "--listen \"udp:1.2.3:5060\": bad address");
@@ -497,9 +514,12 @@ mod tests {
             home: Some("/home/u".into()),
             ..Default::default()
         };
-        let config = resolve(&args(), &env).unwrap();
+        let config = resolve(&no_flags(), &env).unwrap();
         assert_eq!(config.listen, default_listeners());
-        assert_eq!(config.data_dir, PathBuf::from("/home/u/.local/share/p2psip"));
+        assert_eq!(
+            config.data_dir,
+            PathBuf::from("/home/u/.local/share/p2psip")
+        );
         assert_eq!(config.log, "info");
         assert_eq!(config.workers, 2);
         assert_eq!(config.max_connections, 10_000);
@@ -571,7 +591,11 @@ t4_ms = 1000
         assert_eq!(server.max_aors, 10);
         assert_eq!(server.max_bindings_per_aor, 2);
         assert_eq!(
-            (server.min_expires, server.max_expires, server.default_expires),
+            (
+                server.min_expires,
+                server.max_expires,
+                server.default_expires
+            ),
             (30, 600, 120)
         );
         assert_eq!(server.max_transactions, 99);
@@ -594,7 +618,7 @@ t4_ms = 1000
             log: Some("warn".into()),
             domain: vec!["c.example".into()],
             data_dir: Some("/flag".into()),
-            ..args()
+            ..no_flags()
         };
         let config = resolve(&args, &Environment::default()).unwrap();
         assert_eq!(config.listen[0].to_string(), "tcp:127.0.0.1:2");
@@ -610,7 +634,10 @@ t4_ms = 1000
         let err = result.unwrap_err().0;
         let path = dir.path().join("node.toml");
         assert!(
-            err.starts_with(&format!("config {}: unknown field `lissen`", path.display())),
+            err.starts_with(&format!(
+                "config {}: unknown field `lissen`",
+                path.display()
+            )),
             "{err}"
         );
         assert!(err.contains("expected one of"), "{err}");
@@ -644,7 +671,10 @@ t4_ms = 1000
         let err = result.unwrap_err().0;
         assert!(err.contains("limits.min_expires 900"), "{err}");
         let (_dir, result) = resolve_file("[timers]\nt1_ms = 0\n");
-        assert!(result.unwrap_err().0.contains("timers.t1_ms 0: must be positive"));
+        assert!(result
+            .unwrap_err()
+            .0
+            .contains("timers.t1_ms 0: must be positive"));
         let (_dir, result) = resolve_file("workers = 0\n");
         assert!(result.unwrap_err().0.contains("workers 0:"));
         let (_dir, result) = resolve_file("[limits]\nmax_connections = 0\n");
@@ -655,23 +685,26 @@ t4_ms = 1000
     fn missing_file_is_an_error_naming_it() {
         let args = NodeArgs {
             config: Some("/nonexistent/p2psip.toml".into()),
-            ..args()
+            ..no_flags()
         };
         let err = resolve(&args, &Environment::default()).unwrap_err().0;
-        assert!(err.starts_with("config /nonexistent/p2psip.toml: "), "{err}");
+        assert!(
+            err.starts_with("config /nonexistent/p2psip.toml: "),
+            "{err}"
+        );
     }
 
     #[test]
     fn tls_files_need_both() {
         let args = NodeArgs {
             tls_cert: Some("c.pem".into()),
-            ..args()
+            ..no_flags()
         };
         assert!(resolve(&args, &Environment::default()).is_err());
         let args = NodeArgs {
             tls_cert: Some("c.pem".into()),
             tls_key: Some("k.pem".into()),
-            ..args()
+            ..no_flags()
         };
         let config = resolve(&args, &Environment::default()).unwrap();
         assert_eq!(
@@ -689,15 +722,15 @@ t4_ms = 1000
             rust_log: Some("trace".into()),
             ..Default::default()
         };
-        assert_eq!(resolve(&args(), &env).unwrap().log, "trace");
+        assert_eq!(resolve(&no_flags(), &env).unwrap().log, "trace");
         let flagged = NodeArgs {
             log: Some("warn".into()),
-            ..args()
+            ..no_flags()
         };
         assert_eq!(resolve(&flagged, &env).unwrap().log, "warn");
         let bad = NodeArgs {
             log: Some("p2psip=notalevel".into()),
-            ..args()
+            ..no_flags()
         };
         let err = resolve(&bad, &Environment::default()).unwrap_err().0;
         assert!(err.starts_with("--log \"p2psip=notalevel\": "), "{err}");
@@ -707,7 +740,7 @@ t4_ms = 1000
     fn bad_domain_is_rejected() {
         let args = NodeArgs {
             domain: vec!["a b".into()],
-            ..args()
+            ..no_flags()
         };
         let err = resolve(&args, &Environment::default()).unwrap_err().0;
         assert_eq!(err, "--domain \"a b\": not a domain name");

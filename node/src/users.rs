@@ -57,7 +57,10 @@ fn parse(text: &str) -> Result<Vec<Credential>, String> {
             credential.realm.to_ascii_lowercase(),
         );
         if !seen.insert(key) {
-            return Err(format!("{name}: listed twice for domain {:?}", credential.realm));
+            return Err(format!(
+                "{name}: listed twice for domain {:?}",
+                credential.realm
+            ));
         }
         credentials.push(credential);
     }
@@ -79,7 +82,9 @@ fn credential(entry: UserEntry) -> Result<Credential, String> {
         (Some(password), None, None) => Secret::Password(password),
         (None, md5, sha256) => Secret::Ha1 {
             md5: md5.map(|h| hex_digest("ha1_md5", h, 32)).transpose()?,
-            sha256: sha256.map(|h| hex_digest("ha1_sha256", h, 64)).transpose()?,
+            sha256: sha256
+                .map(|h| hex_digest("ha1_sha256", h, 64))
+                .transpose()?,
         },
     };
     Ok(Credential {
@@ -172,7 +177,9 @@ domain = "d"
             .contains("ha1_md5 must be 32 hex digits"));
         assert!(one("username = \"a\"\ndomain = \"d\"\nha1_sha256 = \"00\"")
             .contains("ha1_sha256 must be 64 hex digits"));
-        assert!(one("username = \"\"\ndomain = \"d\"\npassword = \"p\"").contains("username is empty"));
+        assert!(
+            one("username = \"\"\ndomain = \"d\"\npassword = \"p\"").contains("username is empty")
+        );
         assert!(one(
             "username = \"a\"\ndomain = \"d\"\npassword = \"p\"\nha1_md5 = \"0123456789abcdef0123456789abcdef\""
         )

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod message;
+pub mod registrar;
 pub mod server;
 pub mod transaction;
 pub mod transport;

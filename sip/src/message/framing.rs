@@ -219,10 +219,7 @@ mod tests {
     #[test]
     fn single_message() {
         let m = msg("hello");
-        assert_eq!(
-            frame_stream(&m, MAX),
-            Ok(Framed::Message { len: m.len() })
-        );
+        assert_eq!(frame_stream(&m, MAX), Ok(Framed::Message { len: m.len() }));
     }
 
     #[test]
@@ -350,19 +347,13 @@ mod tests {
     #[test]
     fn header_named_like_content_length_prefix_is_ignored() {
         let m = b"ACK sip:a@b SIP/2.0\r\nLength: 5\r\nContent-Lengthy: 9\r\nl: 0\r\n\r\n";
-        assert_eq!(
-            frame_stream(m, MAX),
-            Ok(Framed::Message { len: m.len() })
-        );
+        assert_eq!(frame_stream(m, MAX), Ok(Framed::Message { len: m.len() }));
     }
 
     #[test]
     fn lf_only_line_endings() {
         let m = b"ACK sip:a@b SIP/2.0\nContent-Length: 2\n\nhi";
-        assert_eq!(
-            frame_stream(m, MAX),
-            Ok(Framed::Message { len: m.len() })
-        );
+        assert_eq!(frame_stream(m, MAX), Ok(Framed::Message { len: m.len() }));
     }
 
     #[test]
@@ -385,19 +376,13 @@ mod tests {
         }
         // Agreeing duplicates are tolerated.
         let m = b"ACK sip:a@b SIP/2.0\r\nl: 1\r\nContent-Length: 1\r\n\r\nz";
-        assert_eq!(
-            frame_stream(m, MAX),
-            Ok(Framed::Message { len: m.len() })
-        );
+        assert_eq!(frame_stream(m, MAX), Ok(Framed::Message { len: m.len() }));
     }
 
     #[test]
     fn too_large() {
         let m = msg("0123456789");
-        assert_eq!(
-            frame_stream(&m, m.len() - 1),
-            Err(FramingError::TooLarge)
-        );
+        assert_eq!(frame_stream(&m, m.len() - 1), Err(FramingError::TooLarge));
         assert_eq!(
             frame_stream(&m, m.len()),
             Ok(Framed::Message { len: m.len() })

@@ -2,30 +2,132 @@
 
 use super::method::Method;
 use super::params::Params;
+use super::parse::lex::{
+    find_top_level, is_lws_char, is_token, is_token_byte, quoted_string_end, trim_lws,
+};
 use super::parse::ParseError;
-use super::uri::Uri;
+use super::uri::{parse_host_port, Uri};
 use super::HeaderName;
 
 impl HeaderName {
     /// Maps a header name (long or compact form, any case) to a known header.
     pub fn from_name(name: &str) -> HeaderName {
-        let _ = name;
-        todo!("header name lookup")
+        // Dispatch on length first so that each name costs at most a few comparisons.
+        let candidates: &[(&str, HeaderName)] = match name.len() {
+            1 => &[
+                ("v", HeaderName::Via),
+                ("f", HeaderName::From),
+                ("t", HeaderName::To),
+                ("i", HeaderName::CallId),
+                ("m", HeaderName::Contact),
+                ("l", HeaderName::ContentLength),
+                ("c", HeaderName::ContentType),
+                ("k", HeaderName::Supported),
+            ],
+            2 => &[("To", HeaderName::To)],
+            3 => &[("Via", HeaderName::Via)],
+            4 => &[("From", HeaderName::From), ("CSeq", HeaderName::CSeq)],
+            5 => &[("Route", HeaderName::Route), ("Allow", HeaderName::Allow)],
+            7 => &[
+                ("Call-ID", HeaderName::CallId),
+                ("Contact", HeaderName::Contact),
+                ("Expires", HeaderName::Expires),
+                ("Require", HeaderName::Require),
+            ],
+            9 => &[
+                ("Supported", HeaderName::Supported),
+                ("Timestamp", HeaderName::Timestamp),
+            ],
+            11 => &[
+                ("Min-Expires", HeaderName::MinExpires),
+                ("Unsupported", HeaderName::Unsupported),
+            ],
+            12 => &[
+                ("Max-Forwards", HeaderName::MaxForwards),
+                ("Record-Route", HeaderName::RecordRoute),
+                ("Content-Type", HeaderName::ContentType),
+            ],
+            13 => &[
+                ("Authorization", HeaderName::Authorization),
+                ("Proxy-Require", HeaderName::ProxyRequire),
+            ],
+            14 => &[("Content-Length", HeaderName::ContentLength)],
+            16 => &[("WWW-Authenticate", HeaderName::WwwAuthenticate)],
+            18 => &[("Proxy-Authenticate", HeaderName::ProxyAuthenticate)],
+            19 => &[("Proxy-Authorization", HeaderName::ProxyAuthorization)],
+            _ => &[],
+        };
+        candidates
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map_or(HeaderName::Other, |&(_, h)| h)
     }
 
     /// Canonical long form, e.g. `Call-ID`. `Other` has no canonical name.
     pub fn as_str(&self) -> &'static str {
-        todo!("header canonical name")
+        match self {
+            HeaderName::Via => "Via",
+            HeaderName::From => "From",
+            HeaderName::To => "To",
+            HeaderName::CallId => "Call-ID",
+            HeaderName::CSeq => "CSeq",
+            HeaderName::MaxForwards => "Max-Forwards",
+            HeaderName::Contact => "Contact",
+            HeaderName::ContentLength => "Content-Length",
+            HeaderName::ContentType => "Content-Type",
+            HeaderName::Route => "Route",
+            HeaderName::RecordRoute => "Record-Route",
+            HeaderName::Expires => "Expires",
+            HeaderName::MinExpires => "Min-Expires",
+            HeaderName::Authorization => "Authorization",
+            HeaderName::ProxyAuthorization => "Proxy-Authorization",
+            HeaderName::WwwAuthenticate => "WWW-Authenticate",
+            HeaderName::ProxyAuthenticate => "Proxy-Authenticate",
+            HeaderName::Require => "Require",
+            HeaderName::ProxyRequire => "Proxy-Require",
+            HeaderName::Supported => "Supported",
+            HeaderName::Unsupported => "Unsupported",
+            HeaderName::Allow => "Allow",
+            HeaderName::Timestamp => "Timestamp",
+            HeaderName::Other => "",
+        }
     }
 }
 
 /// Splits a list header value at top-level commas (outside quoted strings and `<...>`),
 /// trimming whitespace (including folded line breaks) and skipping empty elements.
 pub fn split_list(value: &str) -> impl Iterator<Item = &str> + '_ {
-    let _ = value;
-    todo!("split list");
-    #[allow(unreachable_code)]
-    std::iter::empty()
+    ListIter { rest: Some(value) }
+}
+
+/// Iterator behind [`split_list`].
+struct ListIter<'a> {
+    /// `None` once the last element has been returned.
+    rest: Option<&'a str>,
+}
+
+impl<'a> Iterator for ListIter<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        loop {
+            let rest = self.rest?;
+            let element = match find_top_level(rest.as_bytes(), b',', true) {
+                Some(comma) => {
+                    self.rest = rest.get(comma + 1..);
+                    rest.get(..comma).unwrap_or_default()
+                }
+                None => {
+                    self.rest = None;
+                    rest
+                }
+            };
+            let element = trim_lws(element);
+            if !element.is_empty() {
+                return Some(element);
+            }
+        }
+    }
 }
 
 /// One Via value: `SIP/2.0/UDP host:port;branch=z9hG4bK...;rport`.
@@ -45,9 +147,66 @@ pub struct Via<'a> {
 }
 
 impl<'a> Via<'a> {
+    /// Parses one Via value (one element of a Via list), allowing linear white space around
+    /// `/`, `:`, `;` and `=` as RFC 3261 does. Parameters must be well formed (no `;;`).
     pub fn parse(value: &'a str) -> Result<Via<'a>, ParseError> {
-        let _ = value;
-        todo!("via parse")
+        const BAD_VIA: ParseError = ParseError::new("bad Via");
+        let raw = trim_lws(value);
+        let (protocol, rest) = raw.split_once('/').ok_or(BAD_VIA)?;
+        let (version, rest) = rest.split_once('/').ok_or(BAD_VIA)?;
+        let (protocol, version) = (trim_lws(protocol), trim_lws(version));
+        if !is_token(protocol) || !is_token(version) {
+            return Err(BAD_VIA);
+        }
+        let rest = trim_lws(rest);
+        let transport_len = rest.bytes().take_while(|&b| is_token_byte(b)).count();
+        let transport = rest.get(..transport_len).unwrap_or_default();
+        let rest = rest.get(transport_len..).unwrap_or_default();
+        if transport.is_empty() || !rest.starts_with(is_lws_char) {
+            return Err(BAD_VIA);
+        }
+        let (sent_by, params) = match rest.find(';') {
+            Some(i) => (
+                rest.get(..i).unwrap_or_default(),
+                rest.get(i..).unwrap_or_default(),
+            ),
+            None => (rest, ""),
+        };
+        let sent_by = trim_lws(sent_by);
+        // Whitespace may surround the colon of sent-by; nowhere else inside it.
+        let (host, port) = match sent_by.rfind(':') {
+            Some(i) if !sent_by.ends_with(']') => {
+                let host = trim_lws(sent_by.get(..i).unwrap_or_default());
+                let port = trim_lws(sent_by.get(i + 1..).unwrap_or_default());
+                if host.contains(is_lws_char) {
+                    return Err(BAD_VIA);
+                }
+                let (host, _) = parse_host_port(host).map_err(|_| BAD_VIA)?;
+                if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(BAD_VIA);
+                }
+                (host, Some(port.parse::<u16>().map_err(|_| BAD_VIA)?))
+            }
+            _ => {
+                if sent_by.contains(is_lws_char) {
+                    return Err(BAD_VIA);
+                }
+                parse_host_port(sent_by).map_err(|_| BAD_VIA)?
+            }
+        };
+        let params = Params::new(params);
+        if !params.is_well_formed() {
+            return Err(BAD_VIA);
+        }
+        Ok(Via {
+            protocol,
+            version,
+            transport,
+            host,
+            port,
+            params,
+            raw,
+        })
     }
 
     pub fn branch(&self) -> Option<&'a str> {
@@ -63,9 +222,12 @@ impl<'a> Via<'a> {
         self.params.get("received").flatten()
     }
 
-    /// `None`: no rport; `Some(None)`: `;rport` without value; `Some(Some(p))`: `;rport=p`.
+    /// `None`: no rport; `Some(None)`: `;rport` without value (or with a value that is not a
+    /// port); `Some(Some(p))`: `;rport=p`.
     pub fn rport(&self) -> Option<Option<u16>> {
-        todo!("via rport")
+        self.params
+            .get("rport")
+            .map(|v| v.and_then(|p| p.parse::<u16>().ok()))
     }
 }
 
@@ -85,9 +247,78 @@ pub struct NameAddr<'a> {
 }
 
 impl<'a> NameAddr<'a> {
+    /// Parses `[display-name] <URI> *(;param)` or `URI *(;param)`. Rejects an unterminated
+    /// quoted display name, a display name that is not a token sequence, whitespace inside
+    /// `<>`, malformed parameters, and a bare URI holding `,` or `?` (which RFC 3261 20
+    /// requires to be enclosed in `<>`).
     pub fn parse(value: &'a str) -> Result<NameAddr<'a>, ParseError> {
-        let _ = value;
-        todo!("name-addr parse")
+        let raw = trim_lws(value);
+        let bytes = raw.as_bytes();
+        let (display_name, after_name) = if bytes.first() == Some(&b'"') {
+            let end =
+                quoted_string_end(bytes).ok_or(ParseError::new("unterminated quoted string"))?;
+            (raw.get(..end), raw.get(end..).unwrap_or_default())
+        } else {
+            match raw.find('<') {
+                Some(lt) => {
+                    let name = trim_lws(raw.get(..lt).unwrap_or_default());
+                    let tokens_ok = name
+                        .split(is_lws_char)
+                        .filter(|t| !t.is_empty())
+                        .all(is_token);
+                    if !tokens_ok {
+                        return Err(ParseError::new("bad display name"));
+                    }
+                    let name = if name.is_empty() { None } else { Some(name) };
+                    (name, raw.get(lt..).unwrap_or_default())
+                }
+                None => (None, raw),
+            }
+        };
+        let rest = trim_lws(after_name);
+        if let Some(inner_and_rest) = rest.strip_prefix('<') {
+            let gt = inner_and_rest
+                .find('>')
+                .ok_or(ParseError::new("unterminated <>"))?;
+            let uri = Uri::parse(inner_and_rest.get(..gt).unwrap_or_default())?;
+            let params = Params::new(inner_and_rest.get(gt + 1..).unwrap_or_default());
+            if !params.is_well_formed() {
+                return Err(ParseError::new("bad header parameters"));
+            }
+            return Ok(NameAddr {
+                display_name,
+                uri,
+                params,
+                bracketed: true,
+                raw,
+            });
+        }
+        if display_name.is_some() {
+            return Err(ParseError::new("missing <> after display name"));
+        }
+        let (uri_text, params) = match rest.find(';') {
+            Some(i) => (
+                rest.get(..i).unwrap_or_default(),
+                rest.get(i..).unwrap_or_default(),
+            ),
+            None => (rest, ""),
+        };
+        let uri_text = trim_lws(uri_text);
+        if uri_text.contains([',', '?']) {
+            return Err(ParseError::new("URI with , or ? must be enclosed in <>"));
+        }
+        let uri = Uri::parse(uri_text)?;
+        let params = Params::new(params);
+        if !params.is_well_formed() {
+            return Err(ParseError::new("bad header parameters"));
+        }
+        Ok(NameAddr {
+            display_name,
+            uri,
+            params,
+            bracketed: false,
+            raw,
+        })
     }
 
     pub fn tag(&self) -> Option<&'a str> {
@@ -105,8 +336,10 @@ pub enum ContactValue<'a> {
 
 impl<'a> ContactValue<'a> {
     pub fn parse(value: &'a str) -> Result<ContactValue<'a>, ParseError> {
-        let _ = value;
-        todo!("contact parse")
+        if trim_lws(value) == "*" {
+            return Ok(ContactValue::Star);
+        }
+        NameAddr::parse(value).map(ContactValue::Address)
     }
 }
 
@@ -119,7 +352,29 @@ pub struct CSeq<'a> {
 
 impl<'a> CSeq<'a> {
     pub fn parse(value: &'a str) -> Result<CSeq<'a>, ParseError> {
-        let _ = value;
-        todo!("cseq parse")
+        const BAD_CSEQ: ParseError = ParseError::new("bad CSeq");
+        let value = trim_lws(value);
+        let digits = value.bytes().take_while(u8::is_ascii_digit).count();
+        let number = value.get(..digits).unwrap_or_default();
+        let rest = value.get(digits..).unwrap_or_default();
+        if !rest.starts_with(is_lws_char) {
+            return Err(BAD_CSEQ);
+        }
+        let method = trim_lws(rest);
+        if !is_token(method) {
+            return Err(BAD_CSEQ);
+        }
+        let seq = match super::parse::lex::parse_decimal(number) {
+            Ok(n) if n < 1 << 31 => n as u32,
+            Ok(_) | Err(true) => return Err(ParseError::new("CSeq number out of range")),
+            Err(false) => return Err(BAD_CSEQ),
+        };
+        Ok(CSeq {
+            seq,
+            method: Method::from_token(method),
+        })
     }
 }
+
+#[cfg(test)]
+mod tests;

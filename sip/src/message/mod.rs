@@ -201,11 +201,13 @@ impl<'a> Message<'a> {
     }
 
     pub fn from(&self) -> Option<Result<NameAddr<'a>, ParseError>> {
-        self.header(HeaderName::From).map(|h| NameAddr::parse(h.value))
+        self.header(HeaderName::From)
+            .map(|h| NameAddr::parse(h.value))
     }
 
     pub fn to(&self) -> Option<Result<NameAddr<'a>, ParseError>> {
-        self.header(HeaderName::To).map(|h| NameAddr::parse(h.value))
+        self.header(HeaderName::To)
+            .map(|h| NameAddr::parse(h.value))
     }
 
     /// Every Contact value, in order. `*` is [`ContactValue::Star`].

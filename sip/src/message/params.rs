@@ -80,9 +80,8 @@ fn generic_param_ok(element: &str) -> bool {
         Some(v) if v.starts_with('"') => quoted_string_end(v.as_bytes()) == Some(v.len()),
         Some(v) => {
             !v.is_empty()
-                && v.bytes().all(|b| {
-                    super::parse::lex::is_token_byte(b) || matches!(b, b'[' | b']' | b':')
-                })
+                && v.bytes()
+                    .all(|b| super::parse::lex::is_token_byte(b) || matches!(b, b'[' | b']' | b':'))
         }
     }
 }

@@ -65,7 +65,8 @@ impl LocalIdentity {
 
     /// True when the URI is one this node placed in a Record-Route (or a Route pointing at us).
     pub fn is_own_route(&self, uri: &Uri<'_>) -> bool {
-        matches!(uri.scheme, Scheme::Sip | Scheme::Sips) && self.is_local_address(uri.host, uri.port)
+        matches!(uri.scheme, Scheme::Sip | Scheme::Sips)
+            && self.is_local_address(uri.host, uri.port)
     }
 
     /// True when the domain is explicitly configured (no wildcard fallback).
@@ -94,10 +95,17 @@ impl LocalIdentity {
     /// A Record-Route value for the listener of `transport`: `<sip:host:port;transport=x;lr>`.
     pub fn record_route(&self, transport: Transport) -> Option<String> {
         let sent_by = self.sent_by(transport)?;
-        let scheme = if transport == Transport::Tls { "sips" } else { "sip" };
+        let scheme = if transport == Transport::Tls {
+            "sips"
+        } else {
+            "sip"
+        };
         Some(match transport {
             Transport::Udp => format!("<{scheme}:{sent_by};lr>"),
-            _ => format!("<{scheme}:{sent_by};transport={};lr>", transport.uri_param()),
+            _ => format!(
+                "<{scheme}:{sent_by};transport={};lr>",
+                transport.uri_param()
+            ),
         })
     }
 }
@@ -139,7 +147,10 @@ mod tests {
     #[test]
     fn builds_record_route() {
         let id = identity();
-        assert_eq!(id.record_route(Transport::Udp).unwrap(), "<sip:127.0.0.1:5060;lr>");
+        assert_eq!(
+            id.record_route(Transport::Udp).unwrap(),
+            "<sip:127.0.0.1:5060;lr>"
+        );
         assert_eq!(
             id.record_route(Transport::Tcp).unwrap(),
             "<sip:127.0.0.1:5070;transport=tcp;lr>"

@@ -1,17 +1,35 @@
 //! The SIP server element of a node: registrar (RFC 3261 10), stateful proxy (16), OPTIONS
 //! and error responder, on top of the transaction layer. Sans-IO: the node feeds it whole
 //! messages with [`SipServer::handle_input`] and drains [`SipServer::poll_transmit`].
+//!
+//! Request path: parse → validate (400/505 naming the fault) → transaction match
+//! (retransmissions and ACKs for non-2xx end there) → Max-Forwards (483) → loop check (482) →
+//! Route processing → local handling (REGISTER, OPTIONS to the node, CANCEL) or routing to
+//! the location table and forking.
 
 pub mod identity;
 pub mod ids;
+mod local;
+mod proxy;
 pub mod response_choice;
+mod routing;
 
+use crate::auth::{CredentialStore, DigestAuthenticator, FailureLimiter};
+use crate::message::{edit, Message};
+use crate::registrar::{LocationTable, RegistrarPolicy};
+use crate::transaction::{ServerTxId, TransactionConfig, TransactionEvent, TransactionLayer};
 use crate::transport::{ConnectionId, Peer, Transmit, Transport};
+use bytes::Bytes;
+use identity::LocalIdentity;
+use ids::IdGenerator;
+use proxy::{BranchRef, ForkTable};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use tracing::debug;
 
 /// One address the node listens on, and the host it advertises there (in Via and
-/// Record-Route). `advertised` is the bound IP unless the socket is bound to a wildcard
+/// Record-Route). `advertised_host` is the bound IP unless the socket is bound to a wildcard
 /// address, in which case the node picks an interface address or a configured name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
@@ -42,6 +60,8 @@ pub struct ServerConfig {
     pub t1: Duration,
     pub t2: Duration,
     pub t4: Duration,
+    /// Seed for branch/tag generation and the nonce secret; the node passes OS randomness.
+    pub random_seed: [u8; 32],
 }
 
 impl Default for ServerConfig {
@@ -60,8 +80,16 @@ impl Default for ServerConfig {
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
+            random_seed: [0; 32],
         }
     }
+}
+
+/// Why the server could not be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerConfigError {
+    #[error("users: {0}")]
+    Users(#[from] crate::auth::CredentialError),
 }
 
 /// Counters for status output and benchmarks.
@@ -69,56 +97,259 @@ impl Default for ServerConfig {
 pub struct ServerStats {
     pub messages_in: u64,
     pub messages_out: u64,
+    /// Messages that failed to parse or validate.
     pub parse_errors: u64,
+    /// Requests answered by this node (not forwarded), by any status.
+    pub requests_answered: u64,
+    pub requests_forwarded: u64,
+    pub responses_forwarded: u64,
     pub registrations: u64,
-    pub transactions: u64,
+    pub auth_failures: u64,
+    /// Requests refused with 503 because the transaction table was full.
+    pub overload_rejections: u64,
 }
+
+/// Context of a server transaction: the fork it feeds, if the request was proxied.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ServerCtx {
+    pub fork: Option<u64>,
+}
+
+/// Context of a client transaction.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ClientCtx {
+    /// A forwarded request on one branch of a fork.
+    Branch(BranchRef),
+    /// A CANCEL this node sent for a branch; its responses end here.
+    Cancel,
+}
+
+pub(crate) type Transactions = TransactionLayer<ClientCtx, ServerCtx>;
 
 /// The registrar + proxy state machine of one node.
 pub struct SipServer {
     config: ServerConfig,
-    outbox: std::collections::VecDeque<Transmit>,
+    identity: LocalIdentity,
+    transactions: Transactions,
+    location: LocationTable,
+    registrar_policy: RegistrarPolicy,
+    credentials: CredentialStore,
+    authenticator: DigestAuthenticator,
+    auth_failures: FailureLimiter,
+    forks: ForkTable,
+    ids: IdGenerator,
+    /// Stateless sends (errors, ACKs for 2xx, stray responses); transaction sends are queued
+    /// in the transaction layer. Drained by the caller after every input, so it holds at most
+    /// the output of one input.
+    outbox: VecDeque<Transmit>,
     stats: ServerStats,
 }
 
 impl SipServer {
-    pub fn new(config: ServerConfig, now: Instant) -> SipServer {
-        let _ = now;
-        SipServer {
-            config,
-            outbox: Default::default(),
+    pub fn new(config: ServerConfig, now: Instant) -> Result<SipServer, ServerConfigError> {
+        let identity = LocalIdentity::new(config.listeners.clone(), &config.domains);
+        let transactions = TransactionLayer::new(TransactionConfig {
+            t1: config.t1,
+            t2: config.t2,
+            t4: config.t4,
+            capacity: config.max_transactions,
+        });
+        let registrar_policy = RegistrarPolicy::from(&config);
+        let location = LocationTable::for_policy(&registrar_policy);
+        let credentials = CredentialStore::new(config.users.clone())?;
+        let authenticator = DigestAuthenticator::new(&config.random_seed, now);
+        let mut salt = [0u8; 8];
+        salt.copy_from_slice(&config.random_seed[..8]);
+        let ids = IdGenerator::new(u64::from_le_bytes(salt) ^ 0x5bd1_e995);
+        Ok(SipServer {
+            identity,
+            transactions,
+            location,
+            registrar_policy,
+            credentials,
+            authenticator,
+            auth_failures: FailureLimiter::default(),
+            forks: ForkTable::default(),
+            ids,
+            outbox: VecDeque::new(),
             stats: ServerStats::default(),
-        }
+            config,
+        })
     }
 
     /// Feeds one complete message (a UDP datagram, or a message framed off a stream by
     /// [`crate::message::frame_stream`]).
     pub fn handle_input(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
-        let _ = (now, from, bytes, &self.config);
         self.stats.messages_in += 1;
+        let msg = match Message::parse(bytes) {
+            Ok(msg) => msg,
+            Err(err) => {
+                self.stats.parse_errors += 1;
+                debug!(remote = %from.remote, fault = err.what, "unparseable message");
+                let reason = format!("Bad Request ({})", err.what);
+                if let Some(response) = edit::build_response_to_unparseable(bytes, 400, &reason) {
+                    self.send_stateless(from, response);
+                }
+                return;
+            }
+        };
+        let span = tracing::debug_span!("sip", call_id = msg.call_id().unwrap_or(""));
+        let _entered = span.enter();
+        if let Err(rejection) = msg.validate() {
+            self.stats.parse_errors += 1;
+            debug!(remote = %from.remote, status = rejection.status, reason = %rejection.reason, "invalid message");
+            if msg.is_request() && !matches!(msg.method(), Some(crate::message::Method::Ack)) {
+                let response = edit::build_response(
+                    &msg,
+                    rejection.status,
+                    &rejection.reason,
+                    None,
+                    &[],
+                    None,
+                );
+                self.send_stateless(from, response);
+            }
+            return;
+        }
+        if msg.is_request() {
+            self.handle_request(now, from, &msg);
+        } else {
+            self.handle_response(now, from, &msg);
+        }
+        self.drain_transaction_events(now);
     }
 
     /// The next message to send, if any. Drain until `None` after every call that mutates.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.outbox.pop_front()
+        let transmit = self
+            .outbox
+            .pop_front()
+            .or_else(|| self.transactions.poll_transmit());
+        if transmit.is_some() {
+            self.stats.messages_out += 1;
+        }
+        transmit
     }
 
     /// The earliest instant at which [`SipServer::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        None
+        match (
+            self.transactions.poll_timeout(),
+            self.location.poll_timeout(),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
+        self.transactions.handle_timeout(now);
+        self.location.purge_expired(now);
+        self.drain_transaction_events(now);
     }
 
-    /// A stream connection went away: bindings and transactions that depend on it are
-    /// updated (bindings keep their address so a new connection can be opened).
+    /// A stream connection went away: bindings that used it keep their address so a new
+    /// connection can be opened to the phone's contact.
     pub fn connection_closed(&mut self, connection: ConnectionId) {
-        let _ = connection;
+        self.location.remove_connection(connection);
     }
 
     pub fn stats(&self) -> &ServerStats {
         &self.stats
     }
+
+    /// The location table, for status output and the overlay's publisher.
+    pub fn location(&self) -> &LocationTable {
+        &self.location
+    }
+
+    pub fn location_mut(&mut self) -> &mut LocationTable {
+        &mut self.location
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    fn send_stateless(&mut self, to: Peer, payload: Vec<u8>) {
+        self.outbox.push_back(Transmit {
+            to,
+            payload: Bytes::from(payload),
+        });
+    }
+
+    /// Answers a request without a transaction (errors before matching, overload).
+    fn respond_stateless(&mut self, from: Peer, request: &Message<'_>, status: u16, reason: &str) {
+        self.stats.requests_answered += 1;
+        let tag = self.to_tag_for(request, status);
+        let response = edit::build_response(request, status, reason, tag.as_deref(), &[], None);
+        self.send_stateless(from, response);
+    }
+
+    /// Answers a request through its server transaction, so retransmissions are absorbed.
+    fn respond(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        request: &Message<'_>,
+        status: u16,
+        reason: &str,
+        extra: &[(&str, &str)],
+    ) {
+        self.stats.requests_answered += 1;
+        let tag = self.to_tag_for(request, status);
+        let response = edit::build_response(request, status, reason, tag.as_deref(), extra, None);
+        if let Err(err) = self
+            .transactions
+            .send_response(now, tx, status, Bytes::from(response))
+        {
+            debug!(?err, status, "response not sent");
+        }
+    }
+
+    /// A To tag for responses this node generates (not for 100 Trying, RFC 3261 8.2.6.2).
+    fn to_tag_for(&mut self, request: &Message<'_>, status: u16) -> Option<String> {
+        if status == 100 {
+            return None;
+        }
+        let has_tag = request
+            .to()
+            .and_then(Result::ok)
+            .is_some_and(|to| to.tag().is_some());
+        (!has_tag).then(|| self.ids.tag())
+    }
+
+    fn drain_transaction_events(&mut self, now: Instant) {
+        while let Some(event) = self.transactions.poll_event() {
+            match event {
+                TransactionEvent::ClientTimeout { id, ctx }
+                | TransactionEvent::ClientTransportError { id, ctx } => {
+                    if let ClientCtx::Branch(branch) = ctx {
+                        self.branch_failed(now, id, branch);
+                    }
+                }
+                TransactionEvent::ClientTerminated { .. } => {}
+                TransactionEvent::ServerNoAck { .. } => {}
+                TransactionEvent::ServerTransportError { .. } => {}
+                TransactionEvent::ServerTerminated { ctx, .. } => {
+                    if let Some(fork) = ctx.fork {
+                        self.forks.remove(fork);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Live proxied requests, for status output.
+    pub fn forks_in_progress(&self) -> usize {
+        self.forks.len()
+    }
+
+    /// Live transactions, for status output.
+    pub fn transactions_in_progress(&self) -> usize {
+        self.transactions.len()
+    }
 }
+
+#[cfg(test)]
+mod tests;

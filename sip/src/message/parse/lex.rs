@@ -29,10 +29,6 @@ pub(crate) fn is_token(s: &str) -> bool {
 }
 
 /// Linear white space, including the CR and LF of a folded line.
-pub(crate) fn is_lws_byte(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
-}
-
 pub(crate) fn is_lws_char(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\r' | '\n')
 }
@@ -40,14 +36,6 @@ pub(crate) fn is_lws_char(c: char) -> bool {
 /// Trims linear white space (SP, HT and folded line breaks) at both ends.
 pub(crate) fn trim_lws(s: &str) -> &str {
     s.trim_matches(is_lws_char)
-}
-
-pub(crate) fn trim_lws_start(s: &str) -> &str {
-    s.trim_start_matches(is_lws_char)
-}
-
-pub(crate) fn trim_lws_end(s: &str) -> &str {
-    s.trim_end_matches(is_lws_char)
 }
 
 /// For `s` starting with `"`, the index just past the closing quote, honouring `\` escapes.

@@ -1,0 +1,231 @@
+//! The core task: owns the [`SipServer`], the UDP sockets and the connection table, and
+//! moves bytes between them. Everything else (accepting, stream I/O) runs in other tasks
+//! and talks to it through one bounded channel.
+//!
+//! Each turn: wait until a UDP socket is readable, a stream event arrives, the server's
+//! timer fires or shutdown is signalled; take `now` once; drain a bounded batch from every
+//! source; then send everything the server queued. The server is plain state and is never
+//! borrowed across an await.
+
+use crate::connections::Connections;
+use crate::stream::StreamEvent;
+use crate::udp::{self, UdpEndpoint, RECV_BATCH};
+use sip::server::SipServer;
+use sip::transport::{ConnectionId, Peer, Transport};
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Sleep;
+
+/// Largest UDP datagram; one buffer of this size is reused for every receive.
+const UDP_BUFFER: usize = 64 * 1024;
+
+/// Stream events handled per turn, so UDP and timers keep being served under TCP load.
+const EVENT_BATCH: usize = 64;
+
+/// Far enough to mean "no timer"; tokio needs some deadline for the reusable sleep.
+const IDLE_SLEEP: std::time::Duration = std::time::Duration::from_secs(3600);
+
+pub struct Core {
+    server: SipServer,
+    udp: Vec<UdpEndpoint>,
+    connections: Connections,
+    events: mpsc::Receiver<StreamEvent>,
+    recv_buffer: Box<[u8]>,
+    /// Reused by every flush for connections dropped while sending.
+    dropped_connections: Vec<ConnectionId>,
+    timer: Pin<Box<Sleep>>,
+    /// The deadline `timer` is set to; None when the server has no timer.
+    timer_deadline: Option<Instant>,
+}
+
+/// Why the core woke up.
+enum Wake {
+    /// A socket may be readable or the timer fired: poll everything.
+    Ready,
+    Event(StreamEvent),
+}
+
+impl Core {
+    pub fn new(
+        server: SipServer,
+        udp: Vec<UdpEndpoint>,
+        connections: Connections,
+        events: mpsc::Receiver<StreamEvent>,
+    ) -> Core {
+        Core {
+            server,
+            udp,
+            connections,
+            events,
+            recv_buffer: vec![0u8; UDP_BUFFER].into_boxed_slice(),
+            dropped_connections: Vec::new(),
+            timer: Box::pin(tokio::time::sleep(IDLE_SLEEP)),
+            timer_deadline: None,
+        }
+    }
+
+    /// Runs until `shutdown` turns true (or its sender goes away), then sends what the
+    /// server still has queued and lets go of every connection so their writers flush and
+    /// close.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        self.rearm_timer();
+        loop {
+            let wake = tokio::select! {
+                biased;
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                    continue;
+                }
+                wake = poll_fn(|cx| self.poll_wake(cx)) => wake,
+            };
+            let now = Instant::now();
+            if let Wake::Event(event) = wake {
+                self.handle_event(now, event);
+                for _ in 1..EVENT_BATCH {
+                    match self.events.try_recv() {
+                        Ok(event) => self.handle_event(now, event),
+                        Err(_) => break,
+                    }
+                }
+            }
+            self.receive_udp(now);
+            if self.timer_deadline.is_some_and(|deadline| deadline <= now) {
+                self.server.handle_timeout(now);
+            }
+            self.flush().await;
+            self.rearm_timer();
+        }
+        self.flush().await;
+        let open = self.connections.close_all();
+        for id in open {
+            self.server.connection_closed(id);
+        }
+        // What the server produced on learning of the closes has nowhere to go now except
+        // UDP; streams would be reopened, so drain them without sending.
+        while let Some(transmit) = self.server.poll_transmit() {
+            if transmit.to.transport == Transport::Udp {
+                if let Some(endpoint) = udp::pick(&self.udp, transmit.to.local, transmit.to.remote)
+                {
+                    endpoint.send(&transmit.payload, transmit.to.remote).await;
+                }
+            }
+        }
+        let stats = self.server.stats();
+        tracing::info!(
+            messages_in = stats.messages_in,
+            messages_out = stats.messages_out,
+            parse_errors = stats.parse_errors,
+            "core stopped"
+        );
+    }
+
+    /// Registers interest in every source and reports whether any is ready. Readiness of a
+    /// UDP socket is not consumed here; [`Core::receive_udp`] reads until it would block.
+    fn poll_wake(&mut self, cx: &mut Context<'_>) -> Poll<Wake> {
+        match self.events.poll_recv(cx) {
+            Poll::Ready(Some(event)) => return Poll::Ready(Wake::Event(event)),
+            // Cannot happen while the core holds a sender in `Connections`; ignore.
+            Poll::Ready(None) | Poll::Pending => {}
+        }
+        let mut ready = false;
+        // Poll every socket, not just up to the first ready one, so all register a waker.
+        for endpoint in &self.udp {
+            ready |= endpoint.poll_recv_ready(cx).is_ready();
+        }
+        if self.timer_deadline.is_some() {
+            ready |= self.timer.as_mut().poll(cx).is_ready();
+        }
+        if ready {
+            Poll::Ready(Wake::Ready)
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn handle_event(&mut self, now: Instant, event: StreamEvent) {
+        match event {
+            StreamEvent::Message { peer, payload } => {
+                self.server.handle_input(now, peer, &payload);
+            }
+            StreamEvent::Opened {
+                peer,
+                writer,
+                abort,
+            } => {
+                self.connections.opened(peer, writer, abort);
+                tracing::trace!(open = self.connections.len(), "connection registered");
+            }
+            StreamEvent::Closed { id } => {
+                if self.connections.closed(id) {
+                    self.server.connection_closed(id);
+                }
+            }
+        }
+    }
+
+    /// Reads up to [`RECV_BATCH`] datagrams from each socket and feeds them to the server.
+    fn receive_udp(&mut self, now: Instant) {
+        for endpoint in &self.udp {
+            for _ in 0..RECV_BATCH {
+                match endpoint.socket.try_recv_from(&mut self.recv_buffer) {
+                    Ok((len, remote)) => {
+                        let peer = Peer {
+                            transport: Transport::Udp,
+                            remote,
+                            local: endpoint.local,
+                            connection: None,
+                        };
+                        self.server
+                            .handle_input(now, peer, &self.recv_buffer[..len]);
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                    // ICMP errors surfacing from earlier sends: nothing to do, keep reading.
+                    Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                    Err(error) => {
+                        tracing::debug!(%error, local = %endpoint.local, "UDP receive failed");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends everything the server has queued.
+    async fn flush(&mut self) {
+        while let Some(transmit) = self.server.poll_transmit() {
+            let to = transmit.to;
+            if to.transport == Transport::Udp {
+                match udp::pick(&self.udp, to.local, to.remote) {
+                    Some(endpoint) => endpoint.send(&transmit.payload, to.remote).await,
+                    None => {
+                        tracing::debug!(remote = %to.remote, "no UDP socket for this address family")
+                    }
+                }
+                continue;
+            }
+            self.connections
+                .send(transmit, &mut self.dropped_connections);
+            while let Some(id) = self.dropped_connections.pop() {
+                self.server.connection_closed(id);
+            }
+        }
+    }
+
+    fn rearm_timer(&mut self) {
+        let deadline = self.server.poll_timeout();
+        if deadline == self.timer_deadline && !self.timer.is_elapsed() {
+            return;
+        }
+        self.timer_deadline = deadline;
+        if let Some(deadline) = deadline {
+            self.timer
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(deadline));
+        }
+    }
+}

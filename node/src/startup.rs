@@ -1,0 +1,255 @@
+//! Bringing a node up and down: bind listeners, set up TLS, start the core and accept
+//! tasks, publish `node.json`, wait for SIGINT/SIGTERM, shut down in order.
+
+use crate::config::{ConfigError, NodeConfig};
+use crate::connections::Connections;
+use crate::runtime::Core;
+use crate::stream::{self, StreamShared, EVENT_QUEUE};
+use crate::udp::UdpEndpoint;
+use crate::{node_info, tls};
+use sip::auth::Credential;
+use sip::server::{Listener, ServerConfig, SipServer};
+use sip::transport::Transport;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+
+/// How long connections get to flush their queues after the core stops.
+const CONNECTION_DRAIN: Duration = Duration::from_millis(1500);
+
+/// Why a node could not run. Configuration problems exit with status 2, others with 1.
+#[derive(Debug)]
+pub enum RunError {
+    Config(ConfigError),
+    Io(String),
+}
+
+impl From<ConfigError> for RunError {
+    fn from(error: ConfigError) -> Self {
+        RunError::Config(error)
+    }
+}
+
+/// Runs a node until SIGINT or SIGTERM.
+pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunError> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| RunError::Io(format!("data dir {}: {e}", data_dir.display())))?;
+    // Installed before announcing readiness so a signal sent right after is not lost.
+    let signals = Signals::install()?;
+
+    let mut udp = Vec::new();
+    let mut stream_listeners = Vec::new();
+    let mut listeners = Vec::new();
+    for wanted in &config.listen {
+        let cannot = |e: std::io::Error| RunError::Io(format!("listen {wanted}: {e}"));
+        let addr = match wanted.transport {
+            Transport::Udp => {
+                let endpoint = UdpEndpoint::bind(wanted.addr).map_err(cannot)?;
+                let addr = endpoint.local;
+                udp.push(endpoint);
+                addr
+            }
+            Transport::Tcp | Transport::Tls => {
+                let listener = stream::bind_listener(wanted.addr).map_err(cannot)?;
+                let addr = listener.local_addr().map_err(cannot)?;
+                stream_listeners.push((listener, wanted.transport, addr));
+                addr
+            }
+        };
+        listeners.push(Listener {
+            transport: wanted.transport,
+            addr,
+            advertised_host: advertised_host(addr.ip()),
+        });
+    }
+
+    let tls_acceptor = if listeners.iter().any(|l| l.transport == Transport::Tls) {
+        let hosts: Vec<String> = listeners
+            .iter()
+            .map(|l| l.advertised_host.clone())
+            .collect();
+        let server = tls::server_config(config.tls_files.as_ref(), data_dir, &hosts)?;
+        Some(tokio_rustls::TlsAcceptor::from(server))
+    } else {
+        None
+    };
+    let tls_connector = tokio_rustls::TlsConnector::from(tls::client_config()?);
+
+    if !config.server.open && users.is_empty() {
+        tracing::warn!("no users and not --open: every REGISTER will be refused");
+    }
+    let mut random_seed = [0u8; 32];
+    rand::RngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut random_seed)
+        .map_err(|e| RunError::Io(format!("no OS randomness: {e}")))?;
+    let server_config = ServerConfig {
+        listeners: listeners.clone(),
+        users,
+        random_seed,
+        ..config.server.clone()
+    };
+    let server = SipServer::new(server_config, Instant::now())
+        .map_err(|e| ConfigError(format!("configuration: {e}")))?;
+
+    let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let shared = Arc::new(StreamShared::new(
+        events,
+        config.max_connections,
+        config.max_message_size,
+        tls_connector,
+    ));
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut accept_tasks = Vec::with_capacity(stream_listeners.len());
+    for (listener, transport, local) in stream_listeners {
+        let acceptor = match transport {
+            Transport::Tls => tls_acceptor.clone(),
+            _ => None,
+        };
+        accept_tasks.push(tokio::spawn(stream::accept_loop(
+            listener,
+            transport,
+            local,
+            acceptor,
+            shared.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
+    let core = Core::new(server, udp, Connections::new(shared.clone()), events_rx);
+    let mut core_task = tokio::spawn(core.run(shutdown_rx));
+
+    for listener in &listeners {
+        tracing::info!(
+            transport = %listener.transport.uri_param(),
+            addr = %listener.addr,
+            advertised = %listener.advertised_host,
+            "listening"
+        );
+    }
+    node_info::write(data_dir, &listeners)
+        .map_err(|e| RunError::Io(format!("data dir {}: {e}", data_dir.display())))?;
+    tracing::info!(data_dir = %data_dir.display(), "node ready");
+
+    let core_failed = tokio::select! {
+        name = signals.recv() => {
+            tracing::info!(signal = name, "shutting down");
+            false
+        }
+        result = &mut core_task => {
+            tracing::error!(?result, "core task ended unexpectedly");
+            true
+        }
+    };
+    let _ = shutdown.send(true);
+    if !core_failed
+        && tokio::time::timeout(Duration::from_secs(2), core_task)
+            .await
+            .is_err()
+    {
+        tracing::warn!("core did not stop in time");
+    }
+    for task in accept_tasks {
+        let _ = task.await;
+    }
+    // Every connection task holds a permit until its socket is closed; getting them all
+    // back means everything queued has been written.
+    let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(CONNECTION_DRAIN, shared.permits.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::debug!("some connections did not close in time");
+    }
+    if core_failed {
+        return Err(RunError::Io("core task failed".to_string()));
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGINT and SIGTERM.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, RunError> {
+        let install = |kind| {
+            signal(kind).map_err(|e| RunError::Io(format!("cannot install signal handler: {e}")))
+        };
+        Ok(Signals {
+            interrupt: install(SignalKind::interrupt())?,
+            terminate: install(SignalKind::terminate())?,
+        })
+    }
+
+    async fn recv(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+}
+
+/// The host to advertise for a listener bound to `ip`: the IP itself, or for a wildcard
+/// bind the first non-loopback interface address of the same family (loopback if none).
+/// IPv6 addresses come bracketed, as SIP writes them in Via and URIs.
+pub fn advertised_host(ip: IpAddr) -> String {
+    let ip = if ip.is_unspecified() {
+        interface_address(ip.is_ipv4()).unwrap_or(if ip.is_ipv4() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        })
+    } else {
+        ip
+    };
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+fn interface_address(ipv4: bool) -> Option<IpAddr> {
+    let interfaces = match if_addrs::get_if_addrs() {
+        Ok(interfaces) => interfaces,
+        Err(error) => {
+            tracing::warn!(%error, "cannot list network interfaces");
+            return None;
+        }
+    };
+    // Link-local IPv6 addresses need a scope id that SIP URIs cannot carry.
+    interfaces
+        .iter()
+        .filter(|i| !i.is_loopback() && i.ip().is_ipv4() == ipv4)
+        .map(|i| i.ip())
+        .find(|ip| ipv4 || !is_link_local(ip))
+}
+
+fn is_link_local(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        IpAddr::V4(v4) => v4.is_link_local(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertised_host_keeps_bound_ip() {
+        assert_eq!(advertised_host("127.0.0.1".parse().unwrap()), "127.0.0.1");
+        assert_eq!(advertised_host("::1".parse().unwrap()), "[::1]");
+        assert_eq!(advertised_host("fe80::1".parse().unwrap()), "[fe80::1]");
+    }
+
+    #[test]
+    fn advertised_host_for_wildcard_is_concrete() {
+        let host = advertised_host(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let ip: Ipv4Addr = host.parse().unwrap();
+        assert!(!ip.is_unspecified());
+    }
+}

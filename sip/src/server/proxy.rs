@@ -1,0 +1,600 @@
+//! The stateful proxy (RFC 3261 16.6 to 16.10): forwarding with Via, Max-Forwards and
+//! Record-Route, parallel forking, response selection, CANCEL of the other branches.
+
+use super::response_choice::{is_better_final, status_to_forward};
+use super::routing::request_loop_hash;
+use super::{ClientCtx, SipServer};
+use crate::message::header::split_list;
+use crate::message::{edit, HeaderName, Message, MessageEditor, Method, Via};
+use crate::transaction::{
+    ClientKey, ClientMatch, ClientState, ClientTxId, ServerTxId, TransactionKind,
+};
+use crate::transport::{Peer, Transmit, Transport};
+use bytes::Bytes;
+use smallvec::SmallVec;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+use tracing::debug;
+
+/// One place a request is forwarded to.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// New Request-URI (a binding's contact), or `None` to keep it (next hop from Route).
+    pub request_uri: Option<String>,
+    pub peer: Peer,
+    /// Leading Route values that point at us and must be removed.
+    pub pop_routes: usize,
+}
+
+/// Identifies one branch of a fork, stored in the branch's client transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BranchRef {
+    pub fork: u64,
+    pub index: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BranchState {
+    /// Sent, nothing heard yet.
+    Calling,
+    /// A provisional response arrived: a CANCEL may be sent now.
+    Provisional,
+    /// A final response arrived, or the branch failed.
+    Done,
+}
+
+#[derive(Debug)]
+struct Branch {
+    client: Option<ClientTxId>,
+    state: BranchState,
+    /// A CANCEL is owed as soon as a provisional arrives (RFC 3261 9.1).
+    cancel_when_provisional: bool,
+}
+
+#[derive(Debug)]
+struct BestResponse {
+    status: u16,
+    synthesised: bool,
+    /// The response with our Via removed, ready to forward; empty when synthesised.
+    stripped: Bytes,
+}
+
+/// The state of one proxied request: its server transaction and its branches.
+#[derive(Debug)]
+pub(crate) struct Fork {
+    server_tx: ServerTxId,
+    method_is_invite: bool,
+    /// The request as received, for responses this node generates on the fork's behalf.
+    request: Bytes,
+    branches: SmallVec<[Branch; 2]>,
+    best: Option<BestResponse>,
+    /// A final response went upstream; later 2xx are still relayed, nothing else.
+    final_sent: bool,
+    cancelled: bool,
+}
+
+/// Live forks by id. Each fork belongs to exactly one server transaction and is removed when
+/// that transaction terminates, so the transaction table's bound also bounds this table.
+#[derive(Debug, Default)]
+pub(crate) struct ForkTable {
+    forks: HashMap<u64, Fork>,
+    next_id: u64,
+}
+
+impl ForkTable {
+    fn insert(&mut self, fork: Fork) -> u64 {
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = self.next_id;
+        self.forks.insert(id, fork);
+        id
+    }
+
+    pub fn remove(&mut self, id: u64) {
+        self.forks.remove(&id);
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut Fork> {
+        self.forks.get_mut(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.forks.len()
+    }
+}
+
+/// Methods whose forwarding this node Record-Routes so in-dialog requests stay on the node.
+fn record_routes(method: &Method<'_>) -> bool {
+    matches!(
+        method,
+        Method::Invite | Method::Subscribe | Method::Refer | Method::Notify | Method::Update
+    )
+}
+
+impl SipServer {
+    /// Forwards a request to every target in parallel (RFC 3261 16.6, 16.7).
+    pub(super) fn forward(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        msg: &Message<'_>,
+        targets: Vec<Target>,
+    ) {
+        let Some(method) = msg.method().copied() else {
+            return;
+        };
+        let is_invite = method == Method::Invite;
+        if is_invite {
+            // Stop the caller's retransmissions while the branches ring (RFC 3261 16.2).
+            self.respond(now, tx, msg, 100, "Trying", &[]);
+            self.stats.requests_answered -= 1;
+        }
+        let fork_id = self.forks.insert(Fork {
+            server_tx: tx,
+            method_is_invite: is_invite,
+            request: Bytes::copy_from_slice(msg.raw),
+            branches: SmallVec::new(),
+            best: None,
+            final_sent: false,
+            cancelled: false,
+        });
+        if let Some(ctx) = self.transactions.server_ctx_mut(tx) {
+            ctx.fork = Some(fork_id);
+        }
+        let loop_hash = request_loop_hash(msg);
+        for (index, target) in targets.iter().enumerate() {
+            let branch = self.ids.branch(&loop_hash);
+            let payload = self.build_forwarded(msg, target, &branch, &method);
+            let key = ClientKey::new(&branch, method.as_str());
+            let ctx = ClientCtx::Branch(BranchRef {
+                fork: fork_id,
+                index,
+            });
+            let started =
+                self.transactions
+                    .start_client(now, key, target.peer, Bytes::from(payload), ctx);
+            let (client, state) = match started {
+                Ok(id) => (Some(id), BranchState::Calling),
+                Err(err) => {
+                    debug!(?err, "branch not started");
+                    (None, BranchState::Done)
+                }
+            };
+            if let Some(fork) = self.forks.get_mut(fork_id) {
+                fork.branches.push(Branch {
+                    client,
+                    state,
+                    cancel_when_provisional: false,
+                });
+                if client.is_none() {
+                    fork.consider(503, true, Bytes::new());
+                }
+            }
+            self.stats.requests_forwarded += 1;
+        }
+        self.finish_fork_if_done(now, fork_id);
+    }
+
+    /// Builds the request for one branch: new Via, Max-Forwards, Route removal, Record-Route,
+    /// Request-URI; every other header is copied verbatim.
+    fn build_forwarded(
+        &self,
+        msg: &Message<'_>,
+        target: &Target,
+        branch: &str,
+        method: &Method<'_>,
+    ) -> Vec<u8> {
+        let mut editor = MessageEditor::new(msg);
+        if let Some(uri) = &target.request_uri {
+            editor.set_request_uri(uri);
+        }
+        let out_transport = target.peer.transport;
+        if let Some(sent_by) = self.identity.sent_by(out_transport) {
+            let via = format!(
+                "SIP/2.0/{} {sent_by};branch={branch}",
+                out_transport.via_token()
+            );
+            editor.prepend_header("Via", &via);
+        }
+        match msg
+            .headers
+            .iter()
+            .position(|h| h.name == HeaderName::MaxForwards)
+        {
+            Some(index) => {
+                let hops = msg.max_forwards().and_then(Result::ok).unwrap_or(70);
+                let remaining = hops.saturating_sub(1).to_string();
+                editor.replace_header(index, &remaining);
+            }
+            None => {
+                editor.append_header("Max-Forwards", "70");
+            }
+        }
+        if target.pop_routes > 0 {
+            remove_leading_route_values(msg, &mut editor, target.pop_routes);
+        }
+        if record_routes(method) {
+            // Double Record-Route when the legs use different transports (RFC 5658): each
+            // side of the dialog then sees an entry it can reach.
+            let in_transport = self.transport_of_top_via(msg);
+            let outer = self.identity.record_route(out_transport);
+            let inner = in_transport
+                .filter(|t| *t != out_transport)
+                .and_then(|t| self.identity.record_route(t));
+            // The editor writes prepended headers in call order, so the entry facing the
+            // next hop goes first.
+            if let Some(outer) = outer {
+                editor.prepend_header("Record-Route", &outer);
+            }
+            if let Some(inner) = inner {
+                editor.prepend_header("Record-Route", &inner);
+            }
+        }
+        editor.finish()
+    }
+
+    fn transport_of_top_via(&self, msg: &Message<'_>) -> Option<Transport> {
+        msg.top_via()
+            .and_then(Result::ok)
+            .and_then(|via| Transport::from_token(via.transport))
+    }
+
+    /// Forwards a request without a transaction (ACK for 2xx, RFC 3261 16.11). The branch is
+    /// derived from the request so a retransmitted ACK gets the same one.
+    pub(super) fn forward_stateless(&mut self, msg: &Message<'_>, target: Target) {
+        let Some(method) = msg.method().copied() else {
+            return;
+        };
+        let hash = request_loop_hash(msg);
+        let upstream_branch = msg
+            .top_via()
+            .and_then(Result::ok)
+            .and_then(|v| v.branch())
+            .unwrap_or("");
+        let branch = format!(
+            "z9hG4bK{hash}.{}",
+            super::ids::loop_hash(&[upstream_branch, "stateless"])
+        );
+        let payload = self.build_forwarded(msg, &target, &branch, &method);
+        self.stats.requests_forwarded += 1;
+        self.outbox.push_back(Transmit {
+            to: target.peer,
+            payload: Bytes::from(payload),
+        });
+    }
+
+    /// A response from downstream (RFC 3261 16.7).
+    pub(super) fn handle_response(&mut self, now: Instant, from: Peer, msg: &Message<'_>) {
+        let (Some(status), Some(Ok(via)), Some(Ok(cseq))) =
+            (msg.status(), msg.top_via(), msg.cseq())
+        else {
+            return;
+        };
+        if !self.identity.is_local_address(via.host, via.port) {
+            debug!(remote = %from.remote, "response not for us dropped");
+            return;
+        }
+        let Some(branch) = via.branch() else {
+            return;
+        };
+        let key = ClientKey::new(branch, cseq.method.as_str());
+        match self.transactions.on_response(now, &key, status) {
+            ClientMatch::Deliver(id) => self.on_branch_response(now, id, status, msg),
+            ClientMatch::Absorbed(_) => {}
+            ClientMatch::NoMatch => self.forward_response_stateless(msg),
+        }
+    }
+
+    fn on_branch_response(&mut self, now: Instant, id: ClientTxId, status: u16, msg: &Message<'_>) {
+        let Some(ClientCtx::Branch(branch)) = self.transactions.client_ctx(id).copied() else {
+            return; // responses to our CANCELs end here
+        };
+        if status >= 300 && self.transactions.client_kind(id) == Some(TransactionKind::Invite) {
+            if let Some(request) = self.transactions.client_request(id).cloned() {
+                if let Ok(sent) = Message::parse(&request) {
+                    let ack = edit::build_ack_for_non2xx(&sent, msg);
+                    if let Err(err) = self.transactions.ack_non2xx(id, Bytes::from(ack)) {
+                        debug!(?err, "ACK not sent");
+                    }
+                }
+            }
+        }
+        let Some(fork) = self.forks.get_mut(branch.fork) else {
+            return;
+        };
+        let server_tx = fork.server_tx;
+        let Some(state) = fork.branches.get(branch.index).map(|b| b.state) else {
+            return;
+        };
+        if status < 200 {
+            if status == 100 {
+                return;
+            }
+            let owes_cancel = fork.branches.get_mut(branch.index).is_some_and(|b| {
+                b.state = BranchState::Provisional;
+                b.cancel_when_provisional
+            });
+            let relay = !fork.final_sent;
+            if owes_cancel {
+                self.cancel_branch(now, id);
+            }
+            if relay {
+                self.relay_response(now, server_tx, status, msg);
+            }
+            return;
+        }
+        if let Some(b) = fork.branches.get_mut(branch.index) {
+            b.state = BranchState::Done;
+        }
+        if (200..300).contains(&status) {
+            // Every 2xx goes upstream, even after another branch's 2xx (RFC 3261 16.7
+            // step 5): the caller must see each dialog to ACK and BYE it.
+            fork.final_sent = true;
+            let others: SmallVec<[ClientTxId; 4]> = if fork.method_is_invite {
+                fork.pending_clients()
+            } else {
+                SmallVec::new()
+            };
+            self.relay_response(now, server_tx, status, msg);
+            for other in others {
+                self.cancel_or_defer(now, branch.fork, other);
+            }
+            return;
+        }
+        let stripped = strip_top_via(msg);
+        let invite_declined = fork.method_is_invite && status >= 600;
+        fork.consider(status, false, stripped);
+        let _ = state;
+        if invite_declined {
+            for other in fork.pending_clients() {
+                self.cancel_or_defer(now, branch.fork, other);
+            }
+        }
+        self.finish_fork_if_done(now, branch.fork);
+    }
+
+    /// A branch ended without a response (Timer B/F, transport error): it counts as 408.
+    pub(super) fn branch_failed(&mut self, now: Instant, _id: ClientTxId, branch: BranchRef) {
+        let Some(fork) = self.forks.get_mut(branch.fork) else {
+            return;
+        };
+        if let Some(b) = fork.branches.get_mut(branch.index) {
+            if b.state == BranchState::Done {
+                return;
+            }
+            b.state = BranchState::Done;
+            b.client = None;
+        }
+        fork.consider(408, true, Bytes::new());
+        self.finish_fork_if_done(now, branch.fork);
+    }
+
+    /// Sends the best final response once every branch is done (RFC 3261 16.7 step 6).
+    fn finish_fork_if_done(&mut self, now: Instant, fork_id: u64) {
+        let Some(fork) = self.forks.get_mut(fork_id) else {
+            return;
+        };
+        if fork.final_sent || fork.branches.iter().any(|b| b.state != BranchState::Done) {
+            return;
+        }
+        fork.final_sent = true;
+        let server_tx = fork.server_tx;
+        let cancelled = fork.cancelled;
+        let request = fork.request.clone();
+        let best = fork.best.take();
+        match best {
+            Some(best) if !best.synthesised && status_to_forward(best.status) == best.status => {
+                self.stats.responses_forwarded += 1;
+                if let Err(err) =
+                    self.transactions
+                        .send_response(now, server_tx, best.status, best.stripped)
+                {
+                    debug!(?err, "best response not sent");
+                }
+            }
+            best => {
+                let (status, reason) = match best {
+                    _ if cancelled => (487, "Request Terminated"),
+                    Some(b) if b.status == 503 => {
+                        (500, "Server Internal Error (next hop unavailable)")
+                    }
+                    Some(b) if b.status == 408 => (408, "Request Timeout"),
+                    Some(_) | None => (480, "Temporarily Unavailable"),
+                };
+                if let Ok(original) = Message::parse(&request) {
+                    self.respond(now, server_tx, &original, status, reason, &[]);
+                }
+            }
+        }
+    }
+
+    /// Forwards a response upstream through the server transaction, without our Via.
+    fn relay_response(
+        &mut self,
+        now: Instant,
+        server_tx: ServerTxId,
+        status: u16,
+        msg: &Message<'_>,
+    ) {
+        self.stats.responses_forwarded += 1;
+        let stripped = strip_top_via(msg);
+        if let Err(err) = self
+            .transactions
+            .send_response(now, server_tx, status, stripped)
+        {
+            debug!(?err, status, "response not relayed");
+        }
+    }
+
+    /// A response that matches no transaction (e.g. a 2xx retransmission after the
+    /// transaction ended) goes to the next Via statelessly (RFC 3261 16.7, 18.2.2).
+    fn forward_response_stateless(&mut self, msg: &Message<'_>) {
+        let Some(next) = msg.header_values(HeaderName::Via).nth(1) else {
+            return;
+        };
+        let Ok(via) = Via::parse(next) else {
+            return;
+        };
+        let Some(transport) = Transport::from_token(via.transport) else {
+            return;
+        };
+        let host = via.received().unwrap_or(via.host);
+        let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        else {
+            return;
+        };
+        let port = match via.rport() {
+            Some(Some(port)) => port,
+            _ => via.port.unwrap_or(transport.default_port()),
+        };
+        let Some(listener) = self.identity.listener_for(transport) else {
+            return;
+        };
+        let to = Peer {
+            transport,
+            remote: SocketAddr::new(ip, port),
+            local: listener.addr,
+            connection: None,
+        };
+        self.stats.responses_forwarded += 1;
+        self.outbox.push_back(Transmit {
+            to,
+            payload: strip_top_via(msg),
+        });
+    }
+
+    /// A CANCEL from upstream (RFC 3261 16.10): answer it, then cancel every pending branch.
+    pub(super) fn handle_cancel(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        msg: &Message<'_>,
+        invite: Option<ServerTxId>,
+    ) {
+        let Some(invite) = invite else {
+            self.respond(now, tx, msg, 481, "Call/Transaction Does Not Exist", &[]);
+            return;
+        };
+        self.respond(now, tx, msg, 200, "OK", &[]);
+        let Some(fork_id) = self.transactions.server_ctx(invite).and_then(|c| c.fork) else {
+            return;
+        };
+        let Some(fork) = self.forks.get_mut(fork_id) else {
+            return;
+        };
+        if fork.final_sent {
+            return;
+        }
+        fork.cancelled = true;
+        for client in fork.pending_clients() {
+            self.cancel_or_defer(now, fork_id, client);
+        }
+    }
+
+    /// Cancels a branch now if it has had a provisional, else as soon as it has one.
+    fn cancel_or_defer(&mut self, now: Instant, fork_id: u64, client: ClientTxId) {
+        let provisional = matches!(
+            self.transactions.client_state(client),
+            Some(ClientState::Proceeding)
+        );
+        if provisional {
+            self.cancel_branch(now, client);
+        } else if let Some(fork) = self.forks.get_mut(fork_id) {
+            for b in fork.branches.iter_mut() {
+                if b.client == Some(client) {
+                    b.cancel_when_provisional = true;
+                }
+            }
+        }
+    }
+
+    fn cancel_branch(&mut self, now: Instant, client: ClientTxId) {
+        let (Some(request), Some(peer)) = (
+            self.transactions.client_request(client).cloned(),
+            self.transactions.client_peer(client).copied(),
+        ) else {
+            return;
+        };
+        let Ok(sent) = Message::parse(&request) else {
+            return;
+        };
+        let Some(branch) = sent.top_via().and_then(Result::ok).and_then(|v| v.branch()) else {
+            return;
+        };
+        let cancel = edit::build_cancel(&sent);
+        let key = ClientKey::new(branch, "CANCEL");
+        match self
+            .transactions
+            .start_client(now, key, peer, Bytes::from(cancel), ClientCtx::Cancel)
+        {
+            Ok(_) => {
+                if let Err(err) = self.transactions.on_cancel_sent(now, client) {
+                    debug!(?err, "CANCEL bookkeeping");
+                }
+            }
+            Err(err) => debug!(?err, "CANCEL not sent"),
+        }
+    }
+}
+
+impl Fork {
+    /// Keeps the better of the stored and the new final response.
+    fn consider(&mut self, status: u16, synthesised: bool, stripped: Bytes) {
+        let replace = match &self.best {
+            None => true,
+            Some(best) => is_better_final(status, synthesised, best.status, best.synthesised),
+        };
+        if replace {
+            self.best = Some(BestResponse {
+                status,
+                synthesised,
+                stripped,
+            });
+        }
+    }
+
+    /// Client transactions of branches still waiting for a final response.
+    fn pending_clients(&self) -> SmallVec<[ClientTxId; 4]> {
+        self.branches
+            .iter()
+            .filter(|b| b.state != BranchState::Done)
+            .filter_map(|b| b.client)
+            .collect()
+    }
+}
+
+/// The response without its top Via value, as bytes to forward.
+fn strip_top_via(msg: &Message<'_>) -> Bytes {
+    let mut editor = MessageEditor::new(msg);
+    editor.remove_first_value(HeaderName::Via);
+    Bytes::from(editor.finish())
+}
+
+/// Removes the first `count` Route values, which point at this node.
+fn remove_leading_route_values(
+    msg: &Message<'_>,
+    editor: &mut MessageEditor<'_, '_>,
+    count: usize,
+) {
+    let mut remaining = count;
+    for (index, header) in msg.headers.iter().enumerate() {
+        if remaining == 0 {
+            break;
+        }
+        if header.name != HeaderName::Route {
+            continue;
+        }
+        let values: SmallVec<[&str; 4]> = split_list(header.value).collect();
+        if values.len() <= remaining {
+            remaining -= values.len();
+            editor.remove_header(index);
+        } else {
+            let kept = values[remaining..].join(", ");
+            remaining = 0;
+            editor.replace_header(index, &kept);
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! One node on loopback, driven by SIPp and by hand-written SIP over UDP.
+//!
+//! Every test starts its own node. SIPp tests fail when SIPp is missing unless
+//! `P2PSIP_SKIP_SIPP=1`.
+
+use anyhow::{ensure, Context, Result};
+use p2psip_tests::digest::{Algorithm, Challenge};
+use p2psip_tests::{
+    free_port, require_sipp, test_dir, Md5ChallengeRelay, Node, NodeConfig, Request, Response,
+    Sipp, SippOutcome, TestUsers, Transport, UdpClient, DOMAIN,
+};
+use std::time::Duration;
+
+const REPLY_LIMIT: Duration = Duration::from_secs(5);
+
+/// Registers `user@DOMAIN` at the node with the contact `127.0.0.1:contact_port` over
+/// `transport`, through SIPp (`register_contact.xml`).
+fn register_contact(
+    node: &Node,
+    transport: Transport,
+    user: &str,
+    contact_port: u16,
+) -> Result<()> {
+    let outcome = Sipp::new("register_contact.xml")
+        .remote(node.addr(transport))
+        .transport(transport)
+        .local_port(free_port()?)
+        .key("user", user)
+        .key("domain", DOMAIN)
+        .key("contact_port", &contact_port.to_string())
+        .key("contact_transport", transport.name())
+        .arg("-default_behaviors")
+        .arg("all,-bye")
+        .timeout(Duration::from_secs(30))
+        .run()?;
+    outcome
+        .ensure_success()
+        .with_context(|| format!("registering {user} -> 127.0.0.1:{contact_port}"))
+}
+
+/// Runs `calls` calls of `uac` (from a SIPp client) to `bob@DOMAIN`, answered by a SIPp
+/// server running `uas` that registered itself as bob, all through one open node.
+fn run_through_node(
+    transport: Transport,
+    uas: &str,
+    uac: &str,
+    calls: u32,
+    rate: u32,
+) -> Result<(SippOutcome, SippOutcome)> {
+    let mut node = Node::start(&NodeConfig::open())?;
+    let uas_port = free_port()?;
+    let mut server = Sipp::new(uas)
+        .transport(transport)
+        .local_port(uas_port)
+        .calls(calls)
+        .recv_timeout(None)
+        .timeout(Duration::from_secs(90))
+        .spawn()?;
+    server.wait_listening(Duration::from_secs(10))?;
+    node.context(register_contact(&node, transport, "bob", uas_port))?;
+
+    let client = Sipp::new(uac)
+        .remote(node.addr(transport))
+        .transport(transport)
+        .local_port(free_port()?)
+        .service("bob")
+        .key("domain", DOMAIN)
+        .calls(calls)
+        .rate(rate)
+        .limit(10)
+        .timeout(Duration::from_secs(60))
+        .run()?;
+    // The server exits by itself after its last call; when the client failed some calls
+    // it would wait for them until its timeout, so it is stopped instead.
+    let server = if client.success() {
+        server.wait()?
+    } else {
+        server.kill()
+    };
+    let result = (|| {
+        client.ensure_success()?;
+        server.ensure_success()?;
+        ensure!(
+            client.successful_calls() == Some(u64::from(calls)),
+            "client: {:?} successful calls of {calls}",
+            client.successful_calls()
+        );
+        node.check_alive()
+    })();
+    node.context(result.with_context(|| {
+        format!(
+            "{uac} -> node -> {uas} over {transport}\n{server}",
+            server = if client.success() {
+                server.to_string()
+            } else {
+                format!("(server killed)\n{server}")
+            }
+        )
+    }))?;
+    Ok((client, server))
+}
+
+// ---------------------------------------------------------------------------------------
+// (a) REGISTER with digest authentication.
+
+/// 1,000 users register with digest authentication through SIPp (MD5, the only algorithm
+/// SIPp 3.6 computes; see `Md5ChallengeRelay`), then all 1,000 bindings exist.
+#[test]
+fn register_1000_users_with_digest_auth() -> Result<()> {
+    if !require_sipp()? {
+        return Ok(());
+    }
+    let dir = test_dir("register-1000-")?;
+    let users = TestUsers::generate(1000, DOMAIN);
+    let users_toml = dir.path().join("users.toml");
+    let csv = dir.path().join("users.csv");
+    users.write_users_toml(&users_toml)?;
+    users.write_auth_csv(&csv, false)?;
+
+    let mut node = Node::start(&NodeConfig::with_users(&users_toml))?;
+    let relay = Md5ChallengeRelay::start(node.udp_addr())?;
+    let outcome = Sipp::new("register_auth.xml")
+        .remote(relay.addr())
+        .local_port(free_port()?)
+        .inf(&csv)
+        .key("domain", DOMAIN)
+        .arg("-auth_uri")
+        .arg(DOMAIN)
+        .arg("-default_behaviors")
+        .arg("all,-bye")
+        .calls(1000)
+        .rate(250)
+        .limit(100)
+        .timeout(Duration::from_secs(120))
+        .run()?;
+    let stats = relay.stats();
+    node.context(
+        outcome
+            .ensure_success()
+            .with_context(|| format!("{stats:?}")),
+    )?;
+    ensure!(
+        outcome.successful_calls() == Some(1000),
+        "{:?} successful REGISTER calls of 1000\n{outcome}",
+        outcome.successful_calls()
+    );
+    eprintln!(
+        "challenges offered: {:?}; 401s with a non-MD5 challenge hidden from SIPp: {}",
+        stats.first_challenge_algorithms, stats.filtered
+    );
+    node.check_alive()
+}
+
+/// Wrong passwords are refused with 401 (a new challenge) or 403, never 200.
+#[test]
+fn register_with_wrong_password_is_refused() -> Result<()> {
+    if !require_sipp()? {
+        return Ok(());
+    }
+    let dir = test_dir("register-wrong-")?;
+    let users = TestUsers::generate(20, DOMAIN);
+    let users_toml = dir.path().join("users.toml");
+    let csv = dir.path().join("wrong.csv");
+    users.write_users_toml(&users_toml)?;
+    users.write_auth_csv(&csv, true)?;
+
+    let mut node = Node::start(&NodeConfig::with_users(&users_toml))?;
+    let relay = Md5ChallengeRelay::start(node.udp_addr())?;
+    let outcome = Sipp::new("register_wrong_password.xml")
+        .remote(relay.addr())
+        .local_port(free_port()?)
+        .inf(&csv)
+        .key("domain", DOMAIN)
+        .arg("-auth_uri")
+        .arg(DOMAIN)
+        .arg("-default_behaviors")
+        .arg("all,-bye")
+        .calls(20)
+        .rate(20)
+        .timeout(Duration::from_secs(60))
+        .run()?;
+    node.context(outcome.ensure_success())?;
+    node.check_alive()
+}
+
+/// Sends a REGISTER for `user` and returns the 401's challenges in header order.
+fn challenges_for(client: &UdpClient, user: &str) -> Result<(Request, Vec<Challenge>)> {
+    let register = register_request(client, user, 1);
+    let response = client.expect_response(&register, REPLY_LIMIT)?;
+    ensure!(
+        response.status == 401,
+        "REGISTER without credentials: expected 401, got:\n{}",
+        response.raw
+    );
+    let challenges = response
+        .header_all("WWW-Authenticate")
+        .into_iter()
+        .filter_map(Challenge::parse)
+        .collect::<Vec<_>>();
+    Ok((register, challenges))
+}
+
+fn register_request(client: &UdpClient, user: &str, cseq: u32) -> Request {
+    let aor = format!("<sip:{user}@{DOMAIN}>");
+    Request::new("REGISTER", &format!("sip:{DOMAIN}"), client)
+        .set("From", &format!("{aor};tag=reg{user}"))
+        .set("To", &aor)
+        .set("CSeq", &format!("{cseq} REGISTER"))
+        .with("Contact", &format!("<sip:{user}@{}>", client.local_addr()))
+        .with("Expires", "600")
+}
+
+/// Answers the first challenge of `algorithm` for `user` (same Call-ID, next CSeq).
+fn authenticated_register(
+    client: &UdpClient,
+    first: &Request,
+    challenges: &[Challenge],
+    algorithm: Algorithm,
+    user: &str,
+    password: &str,
+) -> Result<Response> {
+    let challenge = challenges
+        .iter()
+        .find(|c| c.algorithm() == Some(algorithm))
+        .with_context(|| format!("no {} challenge in {challenges:?}", algorithm.name()))?;
+    let uri = format!("sip:{DOMAIN}");
+    let authorization = challenge
+        .answer(user, password, "REGISTER", &uri, "0a4f113b")
+        .context("challenge without realm or nonce")?;
+    let mut second = register_request(client, user, 2).with("Authorization", &authorization);
+    if let Some(call_id) = first.call_id() {
+        second = second.set("Call-ID", call_id);
+    }
+    client.expect_response(&second, REPLY_LIMIT)
+}
+
+/// The registrar challenges with SHA-256 first, then MD5 (RFC 8760), and accepts an
+/// answer to either; a wrong password is refused with 401 or 403.
+#[test]
+fn register_digest_sha256_and_md5_by_hand() -> Result<()> {
+    let dir = test_dir("register-raw-")?;
+    let users = TestUsers::generate(4, DOMAIN);
+    let users_toml = dir.path().join("users.toml");
+    users.write_users_toml(&users_toml)?;
+    let node = Node::start(&NodeConfig::with_users(&users_toml))?;
+    let client = UdpClient::new(node.udp_addr())?;
+
+    let result = (|| -> Result<()> {
+        let (user, password) = &users.users[0];
+        let (first, challenges) = challenges_for(&client, user)?;
+        let algorithms: Vec<_> = challenges.iter().map(|c| c.algorithm()).collect();
+        ensure!(
+            algorithms.first() == Some(&Some(Algorithm::Sha256))
+                && algorithms.contains(&Some(Algorithm::Md5)),
+            "expected a SHA-256 challenge first and an MD5 one after it, got {challenges:?}"
+        );
+        let ok = authenticated_register(
+            &client,
+            &first,
+            &challenges,
+            Algorithm::Sha256,
+            user,
+            password,
+        )?;
+        ensure!(ok.status == 200, "SHA-256 answer refused:\n{}", ok.raw);
+        ensure!(
+            ok.header("Contact").is_some(),
+            "200 to REGISTER lists no Contact:\n{}",
+            ok.raw
+        );
+
+        let (user, password) = &users.users[1];
+        let (first, challenges) = challenges_for(&client, user)?;
+        let ok =
+            authenticated_register(&client, &first, &challenges, Algorithm::Md5, user, password)?;
+        ensure!(ok.status == 200, "MD5 answer refused:\n{}", ok.raw);
+
+        let (user, _) = &users.users[2];
+        let (first, challenges) = challenges_for(&client, user)?;
+        for algorithm in [Algorithm::Sha256, Algorithm::Md5] {
+            let refused = authenticated_register(
+                &client,
+                &first,
+                &challenges,
+                algorithm,
+                user,
+                "not-the-password",
+            )?;
+            ensure!(
+                refused.status == 401 || refused.status == 403,
+                "wrong {} password: expected 401 or 403, got:\n{}",
+                algorithm.name(),
+                refused.raw
+            );
+        }
+        Ok(())
+    })();
+    node.context(result)
+}
+
+// ---------------------------------------------------------------------------------------
+// (b)-(e) Calls, MESSAGE and CANCEL through the node, over UDP and TCP.
+
+const CALLS: u32 = 20;
+
+#[test]
+fn call_through_node_udp() -> Result<()> {
+    if !require_sipp()? {
+        return Ok(());
+    }
+    run_through_node(Transport::Udp, "uas_call.xml", "uac_call.xml", CALLS, 10).map(drop)
+}
+
+#[test]
+fn call_through_node_tcp() -> Result<()> {
+    if !require_sipp()? {
+        return Ok(());
+    }
+    run_through_node(Transport::Tcp, "uas_call.xml", "uac_call.xml", CALLS, 10).map(drop)
+}
+
+#[test]
+fn message_through_node_udp() -> Result<()> {
+    if !require_sipp()? {
+        return Ok(());
+    }
+    run_through_node(Transport::Udp, "uas_message.xml", "uac_message.xml", 10, 10).map(drop)
+}
+
+#[test]
+fn message_through_node_tcp() -> Result<()> {
+    if !require_sipp()? {
+        return Ok(());
+    }
+    run_through_node(Transport::Tcp, "uas_message.xml", "uac_message.xml", 10, 10).map(drop)
+}
+
+#[test]
+fn cancel_ringing_call_udp() -> Result<()> {
+    if !require_sipp()? {
+        return Ok(());
+    }
+    run_through_node(Transport::Udp, "uas_cancel.xml", "uac_cancel.xml", 10, 5).map(drop)
+}
+
+#[test]
+fn cancel_ringing_call_tcp() -> Result<()> {
+    if !require_sipp()? {
+        return Ok(());
+    }
+    run_through_node(Transport::Tcp, "uas_cancel.xml", "uac_cancel.xml", 10, 5).map(drop)
+}
+
+// ---------------------------------------------------------------------------------------
+// (f) Malformed and unsupported requests over raw UDP.
+
+fn expect_status(client: &UdpClient, request: &Request, status: u16) -> Result<Response> {
+    let response = client.expect_response(request, REPLY_LIMIT)?;
+    ensure!(
+        response.status == status,
+        "expected {status}, got {} {} for:\n{}\nresponse:\n{}",
+        response.status,
+        response.reason,
+        String::from_utf8_lossy(&request.to_bytes()),
+        response.raw
+    );
+    Ok(response)
+}
+
+fn allow_lists_core_methods(response: &Response) -> Result<()> {
+    let allow = response.tokens("Allow");
+    for method in ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER"] {
+        ensure!(
+            allow.iter().any(|m| m.eq_ignore_ascii_case(method)),
+            "Allow {allow:?} lacks {method}:\n{}",
+            response.raw
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn options_and_unsupported_requests() -> Result<()> {
+    let node = Node::start(&NodeConfig::open())?;
+    let client = UdpClient::new(node.udp_addr())?;
+    let me = format!("sip:{}", node.udp_addr());
+    let result = (|| -> Result<()> {
+        let ok = expect_status(&client, &Request::new("OPTIONS", &me, &client), 200)?;
+        allow_lists_core_methods(&ok)?;
+
+        let unknown = expect_status(&client, &Request::new("FROBNICATE", &me, &client), 405)?;
+        allow_lists_core_methods(&unknown)?;
+
+        let require = Request::new("OPTIONS", &me, &client).with("Require", "foo");
+        let unsupported = expect_status(&client, &require, 420)?;
+        ensure!(
+            unsupported.tokens("Unsupported").iter().any(|t| t == "foo"),
+            "420 without `Unsupported: foo`:\n{}",
+            unsupported.raw
+        );
+        Ok(())
+    })();
+    node.context(result)
+}
+
+#[test]
+fn malformed_input_gets_errors_not_a_crash() -> Result<()> {
+    let mut node = Node::start(&NodeConfig::open())?;
+    let client = UdpClient::new(node.udp_addr())?;
+    let me = format!("sip:{}", node.udp_addr());
+    let result =
+        (|| -> Result<()> {
+            let no_call_id = Request::new("OPTIONS", &me, &client).without("Call-ID");
+            let bad = expect_status(&client, &no_call_id, 400)?;
+            ensure!(
+                bad.reason.to_ascii_lowercase().contains("call-id"),
+                "400 reason phrase {:?} does not name Call-ID",
+                bad.reason
+            );
+
+            let sip7 = Request::new("OPTIONS", &me, &client).version("SIP/7.0");
+            expect_status(&client, &sip7, 505)?;
+
+            let bob = format!("sip:bob@{DOMAIN}");
+            let exhausted = Request::new("MESSAGE", &bob, &client)
+                .set("Max-Forwards", "0")
+                .body("text/plain", b"hop limit");
+            expect_status(&client, &exhausted, 483)?;
+
+            // Garbage: none of it may take the node down. Answers, if any, are not checked.
+            let long_line = format!("INVITE sip:{} SIP/2.0\r\n", "a".repeat(60_000));
+            let garbage: Vec<Vec<u8>> =
+                vec![
+            b"\x00\x01\x02\x03\xff\xfe\xfd".to_vec(),
+            b"\r\n\r\n".to_vec(),
+            b"SIP/2.0 200 OK\r\n\r\n".to_vec(),
+            b"INVITE\r\n\r\n".to_vec(),
+            b"INVITE sip:bob@example.com SIP/2.0\r\nVia: \r\nContent-Length: 99999\r\n\r\nx"
+                .to_vec(),
+            b"OPTIONS sip:x SIP/2.0\r\nCSeq: notanumber OPTIONS\r\nCall-ID: a\r\n\r\n".to_vec(),
+            b"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bK\
+              \r\nFrom: <>\r\nTo: <>\r\nCall-ID: \xc3\x28\r\nCSeq: 1 REGISTER\r\n\r\n"
+                .to_vec(),
+            "\u{1F600} BYE sip:\u{1F600} SIP/2.0\r\n\r\n".as_bytes().to_vec(),
+            long_line.into_bytes(),
+            (0u32..1400).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect(),
+        ];
+            for datagram in &garbage {
+                client.send(datagram)?;
+            }
+            // Drain whatever came back, bounded.
+            for _ in 0..50 {
+                if client.recv(Duration::from_millis(100))?.is_none() {
+                    break;
+                }
+            }
+            node.check_alive()?;
+
+            let ok = expect_status(&client, &Request::new("OPTIONS", &me, &client), 200)?;
+            allow_lists_core_methods(&ok)?;
+            Ok(())
+        })();
+    node.context(result)
+}
