@@ -440,6 +440,7 @@ pub fn default_data_dir(env: &Environment) -> PathBuf {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::io::Write;

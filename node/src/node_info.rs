@@ -44,6 +44,7 @@ pub fn write(data_dir: &Path, listeners: &[Listener]) -> io::Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use sip::transport::Transport;

@@ -236,6 +236,7 @@ fn is_link_local(ip: &IpAddr) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -190,6 +190,7 @@ impl ServerCertVerifier for AnyServerCertificate {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

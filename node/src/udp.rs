@@ -85,6 +85,7 @@ pub fn pick(endpoints: &[UdpEndpoint], local: SocketAddr, to: SocketAddr) -> Opt
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -104,6 +104,7 @@ fn hex_digest(key: &str, value: String, len: usize) -> Result<String, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,5 +1,8 @@
 //! Runs the `p2psip` binary: configuration errors and a start/stop cycle.
 
+// A test binary: failing loudly on an unexpected error is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;

@@ -291,7 +291,7 @@ impl SippProcess {
             bail!("wait_listening needs a SIPp started with local_port()");
         };
         if let Err(e) = wait_until_bound(port, self.transport, limit) {
-            let outcome = self.finish(true);
+            let outcome = self.finish(true, false);
             bail!("{e:#}\n{outcome}");
         }
         Ok(())
@@ -312,20 +312,26 @@ impl SippProcess {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        Ok(self.finish(timed_out))
+        Ok(self.finish(timed_out, timed_out))
     }
 
     /// Stops SIPp now (SIGTERM, then SIGKILL) and collects what it left.
     pub fn kill(mut self) -> SippOutcome {
-        self.finish(true)
+        self.finish(true, false)
     }
 
-    fn finish(&mut self, stop: bool) -> SippOutcome {
+    /// Collects the outcome; `stop`: stop the process if it still runs; `timed_out`: it
+    /// is being stopped because it ran past its hard time limit.
+    fn finish(&mut self, stop: bool, timed_out: bool) -> SippOutcome {
         let mut exit_code = None;
+        let mut stopped = false;
         if let Some(mut child) = self.child.take() {
             match child.try_wait() {
                 Ok(Some(status)) => exit_code = status.code(),
-                _ if stop => stop_child(child, Duration::from_secs(2)),
+                _ if stop => {
+                    stop_child(child, Duration::from_secs(2));
+                    stopped = true;
+                }
                 _ => {
                     exit_code = child.wait().ok().and_then(|s| s.code());
                 }
@@ -336,7 +342,8 @@ impl SippProcess {
             label: self.label.clone(),
             command_line: self.command_line.clone(),
             exit_code,
-            timed_out: stop && exit_code.is_none(),
+            stopped,
+            timed_out: stopped && timed_out,
             errors: file_tail(&logs.join("errors.log"), 8 * 1024),
             screen: file_tail(&logs.join("screen.log"), 8 * 1024),
             stderr: file_tail(&logs.join("stderr.log"), 4 * 1024),
@@ -359,8 +366,11 @@ pub struct SippOutcome {
     pub label: String,
     pub command_line: String,
     /// 0: every call succeeded; 1: some failed; 97, 99, 255 (-1), 254 (-2): see `sipp -h`.
-    /// `None` if it was killed.
+    /// `None` if it was stopped.
     pub exit_code: Option<i32>,
+    /// Stopped by the harness (at its time limit, or because the other side failed).
+    pub stopped: bool,
+    /// Stopped because it ran past its hard time limit.
     pub timed_out: bool,
     /// `-trace_err` log (unexpected messages, aborted calls), tail.
     pub errors: String,
@@ -420,6 +430,8 @@ impl fmt::Display for SippOutcome {
             self.exit_code,
             if self.timed_out {
                 " (killed at its time limit)"
+            } else if self.stopped {
+                " (stopped by the test)"
             } else {
                 ""
             },
@@ -430,7 +442,8 @@ impl fmt::Display for SippOutcome {
         if !self.errors.trim().is_empty() {
             writeln!(f, "--- {} errors ---\n{}", self.label, self.errors)?;
         }
-        if !self.stderr.trim().is_empty() {
+        // SIPp repeats its errors on stderr; that copy is only shown when there is no log.
+        if self.errors.trim().is_empty() && !self.stderr.trim().is_empty() {
             writeln!(f, "--- {} stderr ---\n{}", self.label, self.stderr)?;
         }
         if !self.screen.trim().is_empty() {

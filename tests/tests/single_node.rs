@@ -87,16 +87,9 @@ fn run_through_node(
         );
         node.check_alive()
     })();
-    node.context(result.with_context(|| {
-        format!(
-            "{uac} -> node -> {uas} over {transport}\n{server}",
-            server = if client.success() {
-                server.to_string()
-            } else {
-                format!("(server killed)\n{server}")
-            }
-        )
-    }))?;
+    node.context(
+        result.with_context(|| format!("{uac} -> node -> {uas} over {transport}\n{server}")),
+    )?;
     Ok((client, server))
 }
 

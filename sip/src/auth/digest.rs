@@ -171,7 +171,7 @@ impl PartialEq<&str> for HexDigest {
 }
 
 /// `H(username:realm:password)` in lower-case hex.
-pub fn ha1(hash: HashFunction, username: &str, realm: &str, password: &str) -> HexDigest {
+pub(crate) fn ha1(hash: HashFunction, username: &str, realm: &str, password: &str) -> HexDigest {
     hash.hash_joined(&[username.as_bytes(), realm.as_bytes(), password.as_bytes()])
         .to_hex()
 }

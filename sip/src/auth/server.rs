@@ -51,8 +51,8 @@ impl DigestAuthenticator {
     /// `secret` keys the nonce MACs; take at least 32 bytes from a CSPRNG, fresh for each
     /// start, since issue times count from `epoch`. `epoch` is any instant no later than
     /// the first `now` passed in.
-    pub fn new(secret: impl AsRef<[u8]>, epoch: Instant) -> DigestAuthenticator {
-        let nonces = NonceCodec::new(secret.as_ref(), epoch, Self::DEFAULT_NONCE_LIFETIME);
+    pub fn new(secret: &[u8], epoch: Instant) -> DigestAuthenticator {
+        let nonces = NonceCodec::new(secret, epoch, Self::DEFAULT_NONCE_LIFETIME);
         let mut opaque_bytes = [0u8; 24];
         let derived = nonces.derive(b"opaque");
         let opaque = hex::encode_into(&derived[..12], &mut opaque_bytes);

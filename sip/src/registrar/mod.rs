@@ -20,8 +20,6 @@ mod table;
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_message;
 
 pub use binding::{
     contact_header_value, parse_qvalue, write_qvalue, Binding, ChangeKind, DEFAULT_Q,

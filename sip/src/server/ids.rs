@@ -55,6 +55,17 @@ impl IdGenerator {
     }
 }
 
+/// A salt for [`IdGenerator`] derived one-way from the node's random seed.
+pub fn derive_salt(seed: &[u8]) -> u64 {
+    let digest = Sha256::new()
+        .chain_update(b"p2psip ids")
+        .chain_update(seed)
+        .finalize();
+    let mut salt = [0u8; 8];
+    salt.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(salt)
+}
+
 /// The loop-detection hash of a request (RFC 3261 16.6 step 8 / 16.3 step 4): over the fields
 /// that change when a request legitimately spirals back (Request-URI, Route, Proxy-Require)
 /// and those that identify it (From tag, To tag, Call-ID, CSeq number, top Via branch).

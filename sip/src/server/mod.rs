@@ -158,9 +158,9 @@ impl SipServer {
         let location = LocationTable::for_policy(&registrar_policy);
         let credentials = CredentialStore::new(config.users.clone())?;
         let authenticator = DigestAuthenticator::new(&config.random_seed, now);
-        let mut salt = [0u8; 8];
-        salt.copy_from_slice(&config.random_seed[..8]);
-        let ids = IdGenerator::new(u64::from_le_bytes(salt) ^ 0x5bd1_e995);
+        // Branch/tag salt is derived one-way from the seed so ids on the wire reveal nothing
+        // about the nonce key.
+        let ids = IdGenerator::new(ids::derive_salt(&config.random_seed));
         Ok(SipServer {
             identity,
             transactions,

@@ -33,9 +33,23 @@ pub(crate) fn is_lws_char(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\r' | '\n')
 }
 
+fn is_lws_byte(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
 /// Trims linear white space (SP, HT and folded line breaks) at both ends.
 pub(crate) fn trim_lws(s: &str) -> &str {
-    s.trim_matches(is_lws_char)
+    // Byte-wise: the trimmed bytes are ASCII, so both cut points are char boundaries.
+    let bytes = s.as_bytes();
+    let start = bytes
+        .iter()
+        .position(|&b| !is_lws_byte(b))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| !is_lws_byte(b))
+        .map_or(start, |i| i + 1);
+    s.get(start..end).unwrap_or_default()
 }
 
 /// For `s` starting with `"`, the index just past the closing quote, honouring `\` escapes.

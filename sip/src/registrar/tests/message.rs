@@ -1,6 +1,8 @@
 //! REGISTER requests end to end through the message parser and URI equivalence.
 
-use super::*;
+#![allow(clippy::unwrap_used)]
+
+use super::super::*;
 use crate::transport::Transport;
 use std::net::SocketAddr;
 use std::time::Duration;
