@@ -253,7 +253,7 @@ done
 kill -0 "$NODE_PID" 2>/dev/null || log "warning: the node is no longer running"
 
 echo
-echo "== p2psip SIPp benchmark ($(sipp -v 2>&1 | grep -m1 -o 'SIPp v[^ ]*' || true), $(nproc) cores, logs in $BENCH_DIR)"
+echo "== p2psip SIPp benchmark ($(sipp -v 2>&1 | grep -m1 -o 'SIPp v[^ ]*' | sed 's/[.]$//' || true), $(nproc) cores, logs in $BENCH_DIR)"
 for line in "${summary[@]}"; do
     echo "$line"
 done

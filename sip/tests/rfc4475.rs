@@ -585,7 +585,10 @@ fn badvers_is_recognised_as_version_7() {
 fn badbranch_branch_is_only_the_magic_cookie() {
     let bytes = load("badbranch");
     let m = accept(&bytes);
-    assert_eq!(m.top_via().unwrap().unwrap().branch(), Some("z9hG4bK"));
+    let via = m.top_via().unwrap().unwrap();
+    assert_eq!(via.branch(), Some("z9hG4bK"));
+    // The cookie alone identifies no transaction: fall back to RFC 2543 matching.
+    assert!(!via.is_rfc3261_branch());
 }
 
 #[test]

@@ -144,14 +144,16 @@ fn register_1000_users_with_digest_auth() -> Result<()> {
     node.check_alive()
 }
 
-/// Wrong passwords are refused with 401 (a new challenge) or 403, never 200.
+/// Wrong passwords are refused with 401 (a new challenge) or 403, never 200. Fewer users
+/// than a registrar would tolerate failures from one address before throttling, so each
+/// goes through a challenge.
 #[test]
 fn register_with_wrong_password_is_refused() -> Result<()> {
     if !require_sipp()? {
         return Ok(());
     }
     let dir = test_dir("register-wrong-")?;
-    let users = TestUsers::generate(20, DOMAIN);
+    let users = TestUsers::generate(8, DOMAIN);
     let users_toml = dir.path().join("users.toml");
     let csv = dir.path().join("wrong.csv");
     users.write_users_toml(&users_toml)?;
@@ -168,8 +170,8 @@ fn register_with_wrong_password_is_refused() -> Result<()> {
         .arg(DOMAIN)
         .arg("-default_behaviors")
         .arg("all,-bye")
-        .calls(20)
-        .rate(20)
+        .calls(8)
+        .rate(10)
         .timeout(Duration::from_secs(60))
         .run()?;
     node.context(outcome.ensure_success())?;
@@ -360,12 +362,19 @@ fn expect_status(client: &UdpClient, request: &Request, status: u16) -> Result<R
     Ok(response)
 }
 
-fn allow_lists_core_methods(response: &Response) -> Result<()> {
+/// An Allow header is present and lists OPTIONS (and not `absent`). What else it lists is
+/// the node's choice: the methods it handles as a proxy, or only those it accepts itself.
+fn check_allow(response: &Response, absent: Option<&str>) -> Result<()> {
     let allow = response.tokens("Allow");
-    for method in ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER"] {
+    ensure!(
+        allow.iter().any(|m| m.eq_ignore_ascii_case("OPTIONS")),
+        "Allow {allow:?} lacks OPTIONS:\n{}",
+        response.raw
+    );
+    if let Some(absent) = absent {
         ensure!(
-            allow.iter().any(|m| m.eq_ignore_ascii_case(method)),
-            "Allow {allow:?} lacks {method}:\n{}",
+            !allow.iter().any(|m| m.eq_ignore_ascii_case(absent)),
+            "Allow {allow:?} lists {absent}:\n{}",
             response.raw
         );
     }
@@ -379,10 +388,10 @@ fn options_and_unsupported_requests() -> Result<()> {
     let me = format!("sip:{}", node.udp_addr());
     let result = (|| -> Result<()> {
         let ok = expect_status(&client, &Request::new("OPTIONS", &me, &client), 200)?;
-        allow_lists_core_methods(&ok)?;
+        check_allow(&ok, None)?;
 
         let unknown = expect_status(&client, &Request::new("FROBNICATE", &me, &client), 405)?;
-        allow_lists_core_methods(&unknown)?;
+        check_allow(&unknown, Some("FROBNICATE"))?;
 
         let require = Request::new("OPTIONS", &me, &client).with("Require", "foo");
         let unsupported = expect_status(&client, &require, 420)?;
@@ -450,7 +459,7 @@ fn malformed_input_gets_errors_not_a_crash() -> Result<()> {
             node.check_alive()?;
 
             let ok = expect_status(&client, &Request::new("OPTIONS", &me, &client), 200)?;
-            allow_lists_core_methods(&ok)?;
+            check_allow(&ok, None)?;
             Ok(())
         })();
     node.context(result)

@@ -12,55 +12,49 @@ use super::HeaderName;
 impl HeaderName {
     /// Maps a header name (long or compact form, any case) to a known header.
     pub fn from_name(name: &str) -> HeaderName {
-        // Dispatch on length first so that each name costs at most a few comparisons.
-        let candidates: &[(&str, HeaderName)] = match name.len() {
-            1 => &[
-                ("v", HeaderName::Via),
-                ("f", HeaderName::From),
-                ("t", HeaderName::To),
-                ("i", HeaderName::CallId),
-                ("m", HeaderName::Contact),
-                ("l", HeaderName::ContentLength),
-                ("c", HeaderName::ContentType),
-                ("k", HeaderName::Supported),
-            ],
-            2 => &[("To", HeaderName::To)],
-            3 => &[("Via", HeaderName::Via)],
-            4 => &[("From", HeaderName::From), ("CSeq", HeaderName::CSeq)],
-            5 => &[("Route", HeaderName::Route), ("Allow", HeaderName::Allow)],
-            7 => &[
-                ("Call-ID", HeaderName::CallId),
-                ("Contact", HeaderName::Contact),
-                ("Expires", HeaderName::Expires),
-                ("Require", HeaderName::Require),
-            ],
-            9 => &[
-                ("Supported", HeaderName::Supported),
-                ("Timestamp", HeaderName::Timestamp),
-            ],
-            11 => &[
-                ("Min-Expires", HeaderName::MinExpires),
-                ("Unsupported", HeaderName::Unsupported),
-            ],
-            12 => &[
-                ("Max-Forwards", HeaderName::MaxForwards),
-                ("Record-Route", HeaderName::RecordRoute),
-                ("Content-Type", HeaderName::ContentType),
-            ],
-            13 => &[
-                ("Authorization", HeaderName::Authorization),
-                ("Proxy-Require", HeaderName::ProxyRequire),
-            ],
-            14 => &[("Content-Length", HeaderName::ContentLength)],
-            16 => &[("WWW-Authenticate", HeaderName::WwwAuthenticate)],
-            18 => &[("Proxy-Authenticate", HeaderName::ProxyAuthenticate)],
-            19 => &[("Proxy-Authorization", HeaderName::ProxyAuthorization)],
-            _ => &[],
+        use HeaderName::*;
+        let bytes = name.as_bytes();
+        let Some(first) = bytes.first().map(u8::to_ascii_lowercase) else {
+            return Other;
+        };
+        // Dispatch on length and first letter so that a name costs at most two comparisons.
+        let candidates: &[(&str, HeaderName)] = match (bytes.len(), first) {
+            (1, b'v') => return Via,
+            (1, b'f') => return From,
+            (1, b't') => return To,
+            (1, b'i') => return CallId,
+            (1, b'm') => return Contact,
+            (1, b'l') => return ContentLength,
+            (1, b'c') => return ContentType,
+            (1, b'k') => return Supported,
+            (2, b't') => &[("To", To)],
+            (3, b'v') => &[("Via", Via)],
+            (4, b'f') => &[("From", From)],
+            (4, b'c') => &[("CSeq", CSeq)],
+            (5, b'r') => &[("Route", Route)],
+            (5, b'a') => &[("Allow", Allow)],
+            (7, b'c') => &[("Call-ID", CallId), ("Contact", Contact)],
+            (7, b'e') => &[("Expires", Expires)],
+            (7, b'r') => &[("Require", Require)],
+            (9, b's') => &[("Supported", Supported)],
+            (9, b't') => &[("Timestamp", Timestamp)],
+            (11, b'm') => &[("Min-Expires", MinExpires)],
+            (11, b'u') => &[("Unsupported", Unsupported)],
+            (12, b'm') => &[("Max-Forwards", MaxForwards)],
+            (12, b'r') => &[("Record-Route", RecordRoute)],
+            (12, b'c') => &[("Content-Type", ContentType)],
+            (13, b'a') => &[("Authorization", Authorization)],
+            (13, b'p') => &[("Proxy-Require", ProxyRequire)],
+            (14, b'c') => &[("Content-Length", ContentLength)],
+            (16, b'w') => &[("WWW-Authenticate", WwwAuthenticate)],
+            (18, b'p') => &[("Proxy-Authenticate", ProxyAuthenticate)],
+            (19, b'p') => &[("Proxy-Authorization", ProxyAuthorization)],
+            _ => return Other,
         };
         candidates
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map_or(HeaderName::Other, |&(_, h)| h)
+            .map_or(Other, |&(_, h)| h)
     }
 
     /// Canonical long form, e.g. `Call-ID`. `Other` has no canonical name.
@@ -129,6 +123,9 @@ impl<'a> Iterator for ListIter<'a> {
         }
     }
 }
+
+/// The branch prefix of RFC 3261 transaction identifiers (section 8.1.1.7).
+const MAGIC_COOKIE: &str = "z9hG4bK";
 
 /// One Via value: `SIP/2.0/UDP host:port;branch=z9hG4bK...;rport`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,9 +210,12 @@ impl<'a> Via<'a> {
         self.params.get("branch").flatten()
     }
 
-    /// True when the branch carries the RFC 3261 magic cookie `z9hG4bK`.
+    /// True when the branch is the RFC 3261 magic cookie `z9hG4bK` followed by an
+    /// identifier. A branch that is only the cookie identifies nothing (RFC 4475 3.2.1), so
+    /// such a request is matched the RFC 2543 way.
     pub fn is_rfc3261_branch(&self) -> bool {
-        self.branch().is_some_and(|b| b.starts_with("z9hG4bK"))
+        self.branch()
+            .is_some_and(|b| b.len() > MAGIC_COOKIE.len() && b.starts_with(MAGIC_COOKIE))
     }
 
     pub fn received(&self) -> Option<&'a str> {

@@ -100,8 +100,8 @@ pub(crate) fn parse_message(input: &[u8]) -> Result<Message<'_>, ParseError> {
                 return Err(ParseError::new("too many headers"));
             }
             let line = text.get(pos..end).unwrap_or_default();
-            let colon = memchr::memchr(b':', line.as_bytes())
-                .ok_or(ParseError::new("bad header line"))?;
+            let colon =
+                memchr::memchr(b':', line.as_bytes()).ok_or(ParseError::new("bad header line"))?;
             let name_raw = line
                 .get(..colon)
                 .unwrap_or_default()

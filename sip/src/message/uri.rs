@@ -181,16 +181,16 @@ impl<'a> Uri<'a> {
         }
     }
 
-    /// URI equality per RFC 3261 19.1.4 (escapes decoded, case rules, parameter rules).
+    /// URI equality per RFC 3261 19.1.4 (escapes decoded, case rules, parameter rules). tel:
+    /// URIs compare per RFC 3966 5: the number without visual separators, and every parameter
+    /// present in both with equal values. Other schemes compare as written after the scheme.
     pub fn equivalent(&self, other: &Uri<'_>) -> bool {
         if self.scheme != other.scheme {
             return false;
         }
         match self.scheme {
             Scheme::Sip | Scheme::Sips => {}
-            Scheme::Tel => {
-                return opt_eq(self.user, other.user, false) && params_equivalent(self, other)
-            }
+            Scheme::Tel => return tel_equivalent(self, other),
             Scheme::Other => {
                 return self.scheme_raw.eq_ignore_ascii_case(other.scheme_raw)
                     && uri_tail(self).is_some_and(|a| {
@@ -316,6 +316,22 @@ fn params_equivalent(a: &Uri<'_>, b: &Uri<'_>) -> bool {
     b.params
         .iter()
         .all(|(name, _)| !is_significant(name) || find_param(&a.params, name).is_some())
+}
+
+fn tel_equivalent(a: &Uri<'_>, b: &Uri<'_>) -> bool {
+    if !tel_digits(a).eq(tel_digits(b)) || a.params.iter().count() != b.params.iter().count() {
+        return false;
+    }
+    a.params
+        .iter()
+        .all(|(name, value)| find_param(&b.params, name).is_some_and(|v| opt_eq(value, v, true)))
+}
+
+/// The tel: number without visual separators, lower-cased.
+fn tel_digits<'u>(uri: &Uri<'u>) -> impl Iterator<Item = u8> + 'u {
+    unescaped_bytes(uri.user.unwrap_or_default())
+        .filter(|c| !matches!(c, b'-' | b'.' | b'(' | b')'))
+        .map(|c| c.to_ascii_lowercase())
 }
 
 fn headers_equivalent(a: Option<&str>, b: Option<&str>) -> bool {

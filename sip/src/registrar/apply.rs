@@ -270,7 +270,7 @@ impl LocationTable {
             .iter()
             .filter(|p| p.target.is_none() && p.expires > 0)
             .count();
-        let live_after = live_before - removed + added;
+        let live_after = live_before.saturating_sub(removed) + added;
         if live_after > self.limits.max_bindings_per_aor {
             return Err(too_many_contacts());
         }

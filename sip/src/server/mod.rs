@@ -60,6 +60,8 @@ pub struct ServerConfig {
     pub t1: Duration,
     pub t2: Duration,
     pub t4: Duration,
+    /// Proxy Timer C: how long an INVITE branch may ring before it is cancelled (> 3 min).
+    pub timer_c: Duration,
     /// Seed for branch/tag generation and the nonce secret; the node passes OS randomness.
     pub random_seed: [u8; 32],
 }
@@ -80,6 +82,7 @@ impl Default for ServerConfig {
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
+            timer_c: Duration::from_secs(181),
             random_seed: [0; 32],
         }
     }
@@ -233,18 +236,20 @@ impl SipServer {
 
     /// The earliest instant at which [`SipServer::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (
+        [
             self.transactions.poll_timeout(),
             self.location.poll_timeout(),
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+            self.forks.next_timer_c(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.transactions.handle_timeout(now);
         self.location.purge_expired(now);
+        self.fire_timer_c(now);
         self.drain_transaction_events(now);
     }
 

@@ -12,7 +12,8 @@ use crate::transaction::{
 use crate::transport::{Peer, Transmit, Transport};
 use bytes::Bytes;
 use smallvec::SmallVec;
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 use tracing::debug;
@@ -50,6 +51,9 @@ struct Branch {
     state: BranchState,
     /// A CANCEL is owed as soon as a provisional arrives (RFC 3261 9.1).
     cancel_when_provisional: bool,
+    /// Proxy Timer C (RFC 3261 16.6 step 11, 16.8): an INVITE branch that rings longer
+    /// than this without a final response is cancelled.
+    timer_c: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -80,9 +84,58 @@ pub(crate) struct Fork {
 pub(crate) struct ForkTable {
     forks: HashMap<u64, Fork>,
     next_id: u64,
+    /// Timer C deadlines `(when, fork, branch)`; stale entries (branch done, deadline moved)
+    /// are skipped when they fire. Rebuilt when it outgrows the live branches, so it stays
+    /// bounded by a small multiple of the fork table.
+    timer_c: BinaryHeap<Reverse<(Instant, u64, usize)>>,
 }
 
 impl ForkTable {
+    fn arm_timer_c(&mut self, fork_id: u64, index: usize, deadline: Instant) {
+        let Some(branch) = self
+            .forks
+            .get_mut(&fork_id)
+            .and_then(|f| f.branches.get_mut(index))
+        else {
+            return;
+        };
+        branch.timer_c = Some(deadline);
+        self.timer_c.push(Reverse((deadline, fork_id, index)));
+        if self.timer_c.len() > 4 * self.forks.len() + 1024 {
+            let forks = &self.forks;
+            self.timer_c.retain(|Reverse((when, fork, index))| {
+                forks
+                    .get(fork)
+                    .and_then(|f| f.branches.get(*index))
+                    .is_some_and(|b| b.timer_c == Some(*when) && b.state != BranchState::Done)
+            });
+        }
+    }
+
+    pub fn next_timer_c(&self) -> Option<Instant> {
+        self.timer_c.peek().map(|Reverse((when, _, _))| *when)
+    }
+
+    /// Pops every Timer C that fired by `now` and is still current.
+    fn expired_timer_c(&mut self, now: Instant) -> SmallVec<[(u64, usize); 4]> {
+        let mut fired = SmallVec::new();
+        while let Some(Reverse((when, fork, index))) = self.timer_c.peek().copied() {
+            if when > now {
+                break;
+            }
+            self.timer_c.pop();
+            let current = self
+                .forks
+                .get(&fork)
+                .and_then(|f| f.branches.get(index))
+                .is_some_and(|b| b.timer_c == Some(when) && b.state != BranchState::Done);
+            if current {
+                fired.push((fork, index));
+            }
+        }
+        fired
+    }
+
     fn insert(&mut self, fork: Fork) -> u64 {
         self.next_id = self.next_id.wrapping_add(1);
         let id = self.next_id;
@@ -165,10 +218,15 @@ impl SipServer {
                     client,
                     state,
                     cancel_when_provisional: false,
+                    timer_c: None,
                 });
                 if client.is_none() {
                     fork.consider(503, true, Bytes::new());
                 }
+            }
+            if is_invite && client.is_some() {
+                self.forks
+                    .arm_timer_c(fork_id, index, now + self.config.timer_c);
             }
             self.stats.requests_forwarded += 1;
         }
@@ -315,6 +373,10 @@ impl SipServer {
                 b.cancel_when_provisional
             });
             let relay = !fork.final_sent;
+            if fork.method_is_invite {
+                let deadline = now + self.config.timer_c;
+                self.forks.arm_timer_c(branch.fork, branch.index, deadline);
+            }
             if owes_cancel {
                 self.cancel_branch(now, id);
             }
@@ -351,6 +413,22 @@ impl SipServer {
             }
         }
         self.finish_fork_if_done(now, branch.fork);
+    }
+
+    /// Cancels INVITE branches whose Timer C fired. A branch that does not answer the CANCEL
+    /// ends with a timeout 64*T1 later and counts as 408.
+    pub(super) fn fire_timer_c(&mut self, now: Instant) {
+        for (fork_id, index) in self.forks.expired_timer_c(now) {
+            let client = self
+                .forks
+                .get_mut(fork_id)
+                .and_then(|f| f.branches.get(index))
+                .and_then(|b| b.client);
+            if let Some(client) = client {
+                debug!("Timer C fired: cancelling branch");
+                self.cancel_or_defer(now, fork_id, client);
+            }
+        }
     }
 
     /// A branch ended without a response (Timer B/F, transport error): it counts as 408.

@@ -552,3 +552,29 @@ fn digest_authentication_for_register() {
     }
     assert_eq!(last, 403);
 }
+
+#[test]
+fn timer_c_cancels_a_branch_that_rings_forever() {
+    let mut h = Harness::open();
+    h.register("bob", BOB, BOB);
+    let out = h.feed(ALICE, &invite("bob", "ring1"));
+    let fwd = out
+        .iter()
+        .find(|(to, _)| *to == addr(BOB))
+        .unwrap()
+        .1
+        .replace("\r\n", "\n");
+    h.feed(BOB, &respond_to(&fwd, 180, "Ringing", "r1"));
+    let out = h.advance(Duration::from_secs(170));
+    assert!(out.iter().all(|(_, m)| !m.starts_with("CANCEL")), "not yet");
+    let out = h.advance(Duration::from_secs(15));
+    assert!(
+        out.iter()
+            .any(|(to, m)| *to == addr(BOB) && m.starts_with("CANCEL ")),
+        "Timer C cancels: {out:?}"
+    );
+    // The callee never answers: the branch times out and the caller gets a final response.
+    let out = h.advance(Duration::from_secs(40));
+    let final_ = out.iter().find(|(to, _)| *to == addr(ALICE)).unwrap();
+    assert_eq!(status_of(&final_.1), 408);
+}

@@ -232,3 +232,187 @@ fn never_panics_on_truncations() {
         buf[i] = original;
     }
 }
+
+/// REGISTER with one header line replaced (or removed when `with` is empty).
+fn register_with(header: &str, with: &str) -> Vec<u8> {
+    let text = std::str::from_utf8(REGISTER).unwrap();
+    let mut out = String::new();
+    for line in text.split_inclusive("\r\n") {
+        if line.starts_with(header) {
+            out.push_str(with);
+        } else {
+            out.push_str(line);
+        }
+    }
+    out.into_bytes()
+}
+
+fn rejection(input: &[u8]) -> (u16, String) {
+    let m = Message::parse(input).unwrap();
+    let r = m.validate().unwrap_err();
+    (r.status, r.reason)
+}
+
+#[test]
+fn validate_reasons_name_the_fault() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("Call-ID:", "", "Bad Request (missing Call-ID)"),
+        ("From:", "", "Bad Request (missing From)"),
+        ("To:", "", "Bad Request (missing To)"),
+        ("CSeq:", "", "Bad Request (missing CSeq)"),
+        ("Via:", "", "Bad Request (missing Via)"),
+        ("Via:", "Via: \r\n", "Bad Request (missing Via)"),
+        ("Via:", "Via: SIP/2.0/UDP\r\n", "Bad Request (bad Via)"),
+        (
+            "From:",
+            "From: <sip:bob@example.com\r\n",
+            "Bad Request (bad From)",
+        ),
+        (
+            "To:",
+            "To: Bob, Smith <sip:bob@example.com>\r\n",
+            "Bad Request (bad To)",
+        ),
+        ("Call-ID:", "Call-ID:\r\n", "Bad Request (bad Call-ID)"),
+        ("CSeq:", "CSeq: 1826\r\n", "Bad Request (bad CSeq)"),
+        (
+            "CSeq:",
+            "CSeq: 2147483648 REGISTER\r\n",
+            "Bad Request (CSeq number out of range)",
+        ),
+        (
+            "CSeq:",
+            "CSeq: 1 INVITE\r\n",
+            "Bad Request (CSeq method does not match request method)",
+        ),
+        (
+            "CSeq:",
+            "CSeq: 1 register\r\n",
+            "Bad Request (CSeq method does not match request method)",
+        ),
+        (
+            "Max-Forwards:",
+            "Max-Forwards: 300\r\n",
+            "Bad Request (Max-Forwards out of range)",
+        ),
+        (
+            "Max-Forwards:",
+            "Max-Forwards: seventy\r\n",
+            "Bad Request (bad Max-Forwards)",
+        ),
+        (
+            "Max-Forwards:",
+            "Max-Forwards: 70\r\nMax-Forwards: 70\r\n",
+            "Bad Request (multiple Max-Forwards headers)",
+        ),
+        (
+            "Contact:",
+            "Contact: <sip:bob@192.0.2.10>;expires=4294967296\r\n",
+            "Bad Request (Contact expires out of range)",
+        ),
+        (
+            "Contact:",
+            "Contact: <sip:bob@192.0.2.10>;expires=soon\r\n",
+            "Bad Request (bad Contact expires)",
+        ),
+        (
+            "Contact:",
+            "Contact: *, <sip:bob@192.0.2.10>\r\n",
+            "Bad Request (Contact * mixed with addresses)",
+        ),
+        (
+            "Contact:",
+            "Contact: <sip:bob@ 192.0.2.10>\r\n",
+            "Bad Request (bad Contact)",
+        ),
+        (
+            "Content-Length:",
+            "Content-Length: 0\r\nExpires: 99999999999\r\n",
+            "Bad Request (Expires out of range)",
+        ),
+        (
+            "Content-Length:",
+            "Content-Length: 0\r\nExpires: never\r\n",
+            "Bad Request (bad Expires)",
+        ),
+        (
+            "To:",
+            "To: <sip:bob@example.com>\r\nt: <sip:bob@example.com>\r\n",
+            "Bad Request (multiple To headers)",
+        ),
+    ];
+    for (header, with, reason) in cases {
+        let input = register_with(header, with);
+        assert_eq!(
+            rejection(&input),
+            (400, reason.to_string()),
+            "{}",
+            String::from_utf8_lossy(&input)
+        );
+    }
+}
+
+#[test]
+fn validate_request_line_faults() {
+    let replace_start = |line: &str| {
+        let text = std::str::from_utf8(REGISTER).unwrap();
+        let rest = &text[text.find("\r\n").unwrap()..];
+        format!("{line}{rest}").into_bytes()
+    };
+    for (line, status, reason) in [
+        (
+            "REGISTER sip:example.com SIP/2.1",
+            505,
+            "SIP Version Not Supported",
+        ),
+        (
+            "REGISTER sip:example.com SIP/3.0",
+            505,
+            "SIP Version Not Supported",
+        ),
+        (
+            "REGISTER <sip:example.com> SIP/2.0",
+            400,
+            "Bad Request (Request-URI enclosed in <>)",
+        ),
+        (
+            "REGISTER sip:example.com; lr SIP/2.0",
+            400,
+            "Bad Request (whitespace in Request-URI)",
+        ),
+        (
+            "REGISTER  sip:example.com SIP/2.0",
+            400,
+            "Bad Request (extra whitespace in Request-Line)",
+        ),
+        (
+            "REGISTER sip:example.com?Subject=x SIP/2.0",
+            400,
+            "Bad Request (escaped headers in Request-URI)",
+        ),
+    ] {
+        assert_eq!(
+            rejection(&replace_start(line)),
+            (status, reason.to_string()),
+            "{line}"
+        );
+    }
+    // Unknown schemes are left to the server (416), and trailing SP is tolerated.
+    for line in [
+        "REGISTER mailto:bob@example.com SIP/2.0",
+        "REGISTER sip:example.com SIP/2.0 \t",
+    ] {
+        let input = replace_start(line);
+        assert_eq!(Message::parse(&input).unwrap().validate(), Ok(()), "{line}");
+    }
+}
+
+#[test]
+fn validate_responses() {
+    let ok = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n\
+To: <sip:a@b>;tag=2\r\nCall-ID: x\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(Message::parse(ok).unwrap().validate(), Ok(()));
+    let bad = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n\
+To: <sip:a@b>;tag=2\r\nCSeq: 1 REGISTER\r\n\r\n";
+    assert!(Message::parse(bad).unwrap().validate().is_err());
+}

@@ -150,3 +150,16 @@ fn equivalence_rfc3261_examples() {
         "sip:carol@chicago.com;security=off"
     ));
 }
+
+#[test]
+fn tel_equivalence() {
+    let eq = |a: &str, b: &str| Uri::parse(a).unwrap().equivalent(&Uri::parse(b).unwrap());
+    assert!(eq("tel:+1-201-555-0123", "tel:+1.201.555.0123"));
+    assert!(eq(
+        "tel:7042;phone-context=example.com",
+        "TEL:7042;Phone-Context=EXAMPLE.com"
+    ));
+    assert!(!eq("tel:7042;phone-context=example.com", "tel:7042"));
+    assert!(!eq("tel:+1-201-555-0123", "tel:+1-201-555-0124"));
+    assert!(!eq("tel:+12015550123", "sip:+12015550123@example.com"));
+}

@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 /// event hands back.
 type Layer = TransactionLayer<u32, u32>;
 type Event = TransactionEvent<u32, u32>;
+/// What happened at which millisecond: payloads sent, events reported.
+type Timeline = (Vec<(u64, Bytes)>, Vec<(u64, Event)>);
 
 fn peer(transport: Transport) -> Peer {
     let remote: SocketAddr = "192.0.2.10:5060".parse().unwrap();
@@ -84,7 +86,7 @@ impl Harness {
 
     /// Fires timers one deadline at a time up to `millis`, recording each transmit and
     /// event with the millisecond it happened at.
-    fn run_until_ms(&mut self, millis: u64) -> (Vec<(u64, Bytes)>, Vec<(u64, Event)>) {
+    fn run_until_ms(&mut self, millis: u64) -> Timeline {
         let end = self.at_ms(millis);
         let mut sent = Vec::new();
         let mut events = Vec::new();

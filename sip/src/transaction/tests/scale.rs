@@ -122,23 +122,3 @@ fn churn_keeps_the_timer_heap_proportional_to_live_transactions() {
         "heap grew to {peak_entries} entries for {peak_live} transactions"
     );
 }
-
-#[test]
-#[ignore]
-fn throughput_probe() {
-    let mut h = Harness::with_config(TransactionConfig::default());
-    let keys: Vec<String> = (0..1_000_000).map(|i| format!("z9hG4bK{i:x}abcdef")).collect();
-    let start = std::time::Instant::now();
-    for (i, branch) in keys.iter().enumerate() {
-        h.now = h.base + Duration::from_micros(i as u64 * 20);
-        let key = ServerKey::rfc3261(branch, "198.51.100.7", Some(5060), "REGISTER");
-        assert_eq!(h.layer.on_request(h.now, &key), ServerMatch::New);
-        let id = h.layer.create_server(key, udp(), 0).unwrap();
-        h.layer.send_response(h.now, id, 200, Bytes::from_static(b"200")).unwrap();
-        h.layer.handle_timeout(h.now);
-        while h.layer.poll_transmit().is_some() {}
-        while h.layer.poll_event().is_some() {}
-    }
-    let elapsed = start.elapsed();
-    eprintln!("1M server transactions: {elapsed:?}, live {}, heap {}", h.layer.len(), h.layer.timer_entries());
-}
