@@ -69,8 +69,9 @@ pub struct Header<'a> {
     /// The name as written (e.g. `v`, `VIA`), for [`HeaderName::Other`] lookups.
     pub name_raw: &'a str,
     pub value: &'a str,
-    /// Byte range of the whole header line in the input, including its final CRLF, so an
-    /// editor can copy it verbatim.
+    /// Byte range of the whole header line in [`Message::raw`] (which starts at the start
+    /// line, after any leading CRLFs), including its final CRLF, so an editor can copy it
+    /// verbatim.
     pub line: Range<usize>,
 }
 
@@ -113,7 +114,7 @@ pub struct Message<'a> {
     pub body: &'a [u8],
     /// The whole message as framed (start line to end of body).
     pub raw: &'a [u8],
-    /// Byte range of the start line including its CRLF.
+    /// Byte range of the start line in [`Message::raw`], including its CRLF.
     pub start_line_range: Range<usize>,
 }
 
