@@ -81,12 +81,6 @@ else
     ulimit -n "$hard" || true
 fi
 
-for port in "$NODE_PORT" "$REG_PORT" "$UAS_PORT" "$UAC_PORT"; do
-    if command -v ss >/dev/null 2>&1 && [ -n "$(ss -Hlun "sport = :$port" 2>/dev/null)" ]; then
-        die "UDP port $port is in use; set NODE_PORT"
-    fi
-done
-
 # ---- node ------------------------------------------------------------------------------
 if [ -z "${P2PSIP_BIN:-}" ]; then
     log "building the release binary"
@@ -94,6 +88,14 @@ if [ -z "${P2PSIP_BIN:-}" ]; then
     P2PSIP_BIN="$ROOT/target/release/p2psip"
 fi
 [ -x "$P2PSIP_BIN" ] || die "no node binary at $P2PSIP_BIN"
+
+# Checked right before use: a UDP socket bound with SO_REUSEADDR can share a port
+# without an error, so a busy port would silently split the traffic.
+for port in "$NODE_PORT" "$REG_PORT" "$UAS_PORT" "$UAC_PORT"; do
+    if command -v ss >/dev/null 2>&1 && [ -n "$(ss -Hlun "sport = :$port" 2>/dev/null)" ]; then
+        die "UDP port $port is in use; set NODE_PORT"
+    fi
+done
 
 mkdir -p "$BENCH_DIR/node"
 log "starting the node on 127.0.0.1:$NODE_PORT (logs in $BENCH_DIR)"

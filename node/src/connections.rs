@@ -125,7 +125,11 @@ impl Connections {
         let (abort, abort_rx) = oneshot::channel();
         // Cannot fail: the queue is new and empty.
         let _ = writer.try_send(payload);
-        let pong = writer.downgrade();
+        let link = stream::CoreLink {
+            queue,
+            pong: writer.downgrade(),
+            abort: abort_rx,
+        };
         self.by_id.insert(
             id,
             Connection {
@@ -136,7 +140,7 @@ impl Connections {
             },
         );
         self.by_remote.insert((to.transport, to.remote), id);
-        stream::connect(self.shared.clone(), id, to, queue, pong, abort_rx, permit);
+        stream::connect(self.shared.clone(), id, to, link, permit);
     }
 
     /// Lets go of every connection: each writer sends what is queued, then closes.

@@ -16,7 +16,7 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 use tokio::time::Sleep;
 
 /// Largest UDP datagram; one buffer of this size is reused for every receive.
@@ -36,6 +36,9 @@ pub struct Core {
     recv_buffer: Box<[u8]>,
     /// Reused by every flush for connections dropped while sending.
     dropped_connections: Vec<ConnectionId>,
+    /// Pacing permits of this turn's stream messages, released once their answers are
+    /// queued. At most [`EVENT_BATCH`] long.
+    in_flight: Vec<OwnedSemaphorePermit>,
     timer: Pin<Box<Sleep>>,
     /// The deadline `timer` is set to; None when the server has no timer.
     timer_deadline: Option<Instant>,
@@ -62,6 +65,7 @@ impl Core {
             events,
             recv_buffer: vec![0u8; UDP_BUFFER].into_boxed_slice(),
             dropped_connections: Vec::new(),
+            in_flight: Vec::with_capacity(EVENT_BATCH),
             timer: Box::pin(tokio::time::sleep(IDLE_SLEEP)),
             timer_deadline: None,
         }
@@ -98,6 +102,7 @@ impl Core {
                 self.server.handle_timeout(now);
             }
             self.flush().await;
+            self.in_flight.clear();
             self.rearm_timer();
         }
         self.flush().await;
@@ -149,8 +154,13 @@ impl Core {
 
     fn handle_event(&mut self, now: Instant, event: StreamEvent) {
         match event {
-            StreamEvent::Message { peer, payload } => {
+            StreamEvent::Message {
+                peer,
+                payload,
+                in_flight,
+            } => {
                 self.server.handle_input(now, peer, &payload);
+                self.in_flight.push(in_flight);
             }
             StreamEvent::Opened {
                 peer,

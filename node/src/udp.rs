@@ -21,14 +21,17 @@ pub struct UdpEndpoint {
 }
 
 impl UdpEndpoint {
-    /// Binds with SO_REUSEADDR and large buffers. Must run inside the tokio runtime.
+    /// Binds with large buffers. Must run inside the tokio runtime.
+    ///
+    /// No SO_REUSEADDR: on Linux it lets a second UDP socket bind the very same address, so
+    /// two nodes would silently split one port's traffic instead of the second failing.
+    /// (UDP has no TIME_WAIT, so a restarted node rebinds without it.)
     pub fn bind(addr: SocketAddr) -> io::Result<UdpEndpoint> {
         let socket = socket2::Socket::new(
             socket2::Domain::for_address(addr),
             socket2::Type::DGRAM,
             Some(socket2::Protocol::UDP),
         )?;
-        socket.set_reuse_address(true)?;
         if addr.is_ipv6() {
             socket.set_only_v6(true)?;
         }
@@ -101,6 +104,12 @@ mod tests {
         let elsewhere: SocketAddr = "10.0.0.1:1".parse().unwrap();
         assert_eq!(pick(&endpoints, elsewhere, to).unwrap().local, a_local);
         assert!(pick(&endpoints, b_local, "[::1]:9".parse().unwrap()).is_none());
+    }
+
+    #[tokio::test]
+    async fn second_bind_of_same_port_fails() {
+        let a = UdpEndpoint::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert!(UdpEndpoint::bind(a.local).is_err());
     }
 
     #[tokio::test]

@@ -1,7 +1,7 @@
 //! Running SIPp.
 
 use crate::node::stop_child;
-use crate::{file_tail, scenarios_dir, test_dir, wait_until_bound, TestDir, Transport};
+use crate::{file_tail, free_port, scenarios_dir, test_dir, wait_until_bound, TestDir, Transport};
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::fmt;
@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 
 /// Margin given to SIPp past its own `-timeout` before it is killed.
 const HARD_LIMIT_MARGIN: Duration = Duration::from_secs(15);
+/// SIPp's exit code when it cannot bind its socket (-2).
+const EXIT_BIND_ERROR: i32 = 254;
+/// Runs retried on another free port when SIPp could not bind its own.
+const BIND_ATTEMPTS: usize = 3;
 
 /// The SIPp executable: `$SIPP_BIN`, else `sipp` from PATH.
 pub fn sipp_bin() -> PathBuf {
@@ -64,6 +68,7 @@ pub struct Sipp {
     scenario: PathBuf,
     remote: Option<SocketAddr>,
     transport: Transport,
+    /// `-p`; `None`: a free port picked for every run (never SIPp's default, 5060).
     local_port: Option<u16>,
     calls: u32,
     rate: Option<u32>,
@@ -106,8 +111,8 @@ impl Sipp {
         self
     }
 
-    /// `-p`: the local port (what a server scenario listens on). Without it SIPp tries
-    /// 5060 first, so every test gives one.
+    /// `-p`: a fixed local port. Without it each run picks a free port (and retries on
+    /// another when SIPp cannot bind it); [`SippProcess::local_port`] tells which.
     pub fn local_port(mut self, port: u16) -> Sipp {
         self.local_port = Some(port);
         self
@@ -174,7 +179,7 @@ impl Sipp {
             .unwrap_or_else(|| "sipp".into())
     }
 
-    fn args(&self, logs: &Path) -> Vec<OsString> {
+    fn args(&self, logs: &Path, local_port: u16) -> Vec<OsString> {
         let mut args: Vec<OsString> = Vec::new();
         let mut push = |a: &dyn AsRef<std::ffi::OsStr>| args.push(a.as_ref().to_os_string());
         if let Some(remote) = self.remote {
@@ -187,10 +192,8 @@ impl Sipp {
         push(&"-i");
         push(&"127.0.0.1");
         push(&"-bind_local");
-        if let Some(port) = self.local_port {
-            push(&"-p");
-            push(&port.to_string());
-        }
+        push(&"-p");
+        push(&local_port.to_string());
         push(&"-m");
         push(&self.calls.to_string());
         if let Some(rate) = self.rate {
@@ -242,7 +245,11 @@ impl Sipp {
     pub fn spawn(&self) -> Result<SippProcess> {
         let label = self.label();
         let logs = test_dir(&format!("sipp-{label}-"))?;
-        let args = self.args(logs.path());
+        let local_port = match self.local_port {
+            Some(port) => port,
+            None => free_port()?,
+        };
+        let args = self.args(logs.path(), local_port);
         let command_line = std::iter::once(sipp_bin().into_os_string())
             .chain(args.iter().cloned())
             .map(|a| a.to_string_lossy().into_owned())
@@ -262,14 +269,39 @@ impl Sipp {
             command_line,
             logs,
             deadline: Instant::now() + self.timeout + HARD_LIMIT_MARGIN,
-            local_port: self.local_port,
+            local_port,
             transport: self.transport,
         })
     }
 
-    /// Runs SIPp to the end (or its hard time limit).
+    /// Starts a server scenario and waits (at most `limit`) until it listens. With no
+    /// fixed port, a port taken in between is retried with another.
+    pub fn spawn_listening(&self, limit: Duration) -> Result<SippProcess> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut process = self.spawn()?;
+            match process.wait_listening(limit) {
+                Ok(()) => return Ok(process),
+                Err(e) if self.local_port.is_some() || attempt >= BIND_ATTEMPTS => return Err(e),
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// Runs SIPp to the end (or its hard time limit). With no fixed port, a run that
+    /// could not bind its port is retried with another.
     pub fn run(&self) -> Result<SippOutcome> {
-        self.spawn()?.wait()
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = self.spawn()?.wait()?;
+            let bind_error = outcome.exit_code == Some(EXIT_BIND_ERROR);
+            if bind_error && self.local_port.is_none() && attempt < BIND_ATTEMPTS {
+                continue;
+            }
+            return Ok(outcome);
+        }
     }
 }
 
@@ -280,21 +312,46 @@ pub struct SippProcess {
     command_line: String,
     logs: TestDir,
     deadline: Instant,
-    local_port: Option<u16>,
+    local_port: u16,
     transport: Transport,
 }
 
 impl SippProcess {
-    /// Waits (at most `limit`) until SIPp has bound its `-p` port.
+    /// The port SIPp was told to use (`-p`).
+    pub fn local_port(&self) -> u16 {
+        self.local_port
+    }
+
+    /// Waits (at most `limit`) until SIPp has bound its `-p` port; fails early if SIPp
+    /// exits first.
     pub fn wait_listening(&mut self, limit: Duration) -> Result<()> {
-        let Some(port) = self.local_port else {
-            bail!("wait_listening needs a SIPp started with local_port()");
-        };
-        if let Err(e) = wait_until_bound(port, self.transport, limit) {
-            let outcome = self.finish(true, false);
-            bail!("{e:#}\n{outcome}");
+        let deadline = Instant::now() + limit;
+        loop {
+            let exited = match &mut self.child {
+                Some(child) => child.try_wait()?.is_some(),
+                None => true,
+            };
+            if exited {
+                let outcome = self.finish(false, false);
+                bail!(
+                    "SIPp exited before it listened on {}\n{outcome}",
+                    self.local_port
+                );
+            }
+            let step =
+                Duration::from_millis(100).min(deadline.saturating_duration_since(Instant::now()));
+            if wait_until_bound(self.local_port, self.transport, step).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let outcome = self.finish(true, false);
+                bail!(
+                    "SIPp did not listen on {} {} within {limit:?}\n{outcome}",
+                    self.transport,
+                    self.local_port
+                );
+            }
         }
-        Ok(())
     }
 
     /// Waits for SIPp to exit; kills it at its hard time limit.

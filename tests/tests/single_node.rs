@@ -6,8 +6,8 @@
 use anyhow::{ensure, Context, Result};
 use p2psip_tests::digest::{Algorithm, Challenge};
 use p2psip_tests::{
-    free_port, require_sipp, test_dir, Md5ChallengeRelay, Node, NodeConfig, Request, Response,
-    Sipp, SippOutcome, TestUsers, Transport, UdpClient, DOMAIN,
+    require_sipp, test_dir, Md5ChallengeRelay, Node, NodeConfig, Request, Response, Sipp,
+    SippOutcome, TestUsers, Transport, UdpClient, DOMAIN,
 };
 use std::time::Duration;
 
@@ -24,7 +24,6 @@ fn register_contact(
     let outcome = Sipp::new("register_contact.xml")
         .remote(node.addr(transport))
         .transport(transport)
-        .local_port(free_port()?)
         .key("user", user)
         .key("domain", DOMAIN)
         .key("contact_port", &contact_port.to_string())
@@ -48,21 +47,22 @@ fn run_through_node(
     rate: u32,
 ) -> Result<(SippOutcome, SippOutcome)> {
     let mut node = Node::start(&NodeConfig::open())?;
-    let uas_port = free_port()?;
-    let mut server = Sipp::new(uas)
+    let server = Sipp::new(uas)
         .transport(transport)
-        .local_port(uas_port)
         .calls(calls)
         .recv_timeout(None)
         .timeout(Duration::from_secs(90))
-        .spawn()?;
-    server.wait_listening(Duration::from_secs(10))?;
-    node.context(register_contact(&node, transport, "bob", uas_port))?;
+        .spawn_listening(Duration::from_secs(10))?;
+    node.context(register_contact(
+        &node,
+        transport,
+        "bob",
+        server.local_port(),
+    ))?;
 
     let client = Sipp::new(uac)
         .remote(node.addr(transport))
         .transport(transport)
-        .local_port(free_port()?)
         .service("bob")
         .key("domain", DOMAIN)
         .calls(calls)
@@ -97,7 +97,8 @@ fn run_through_node(
 // (a) REGISTER with digest authentication.
 
 /// 1,000 users register with digest authentication through SIPp (MD5, the only algorithm
-/// SIPp 3.6 computes; see `Md5ChallengeRelay`), then all 1,000 bindings exist.
+/// SIPp 3.6 computes; see `Md5ChallengeRelay`); a query (REGISTER without Contact) for
+/// some of them then lists the binding SIPp created.
 #[test]
 fn register_1000_users_with_digest_auth() -> Result<()> {
     if !require_sipp()? {
@@ -114,7 +115,6 @@ fn register_1000_users_with_digest_auth() -> Result<()> {
     let relay = Md5ChallengeRelay::start(node.udp_addr())?;
     let outcome = Sipp::new("register_auth.xml")
         .remote(relay.addr())
-        .local_port(free_port()?)
         .inf(&csv)
         .key("domain", DOMAIN)
         .arg("-auth_uri")
@@ -141,6 +141,32 @@ fn register_1000_users_with_digest_auth() -> Result<()> {
         "challenges offered: {:?}; 401s with a non-MD5 challenge hidden from SIPp: {}",
         stats.first_challenge_algorithms, stats.filtered
     );
+
+    let client = UdpClient::new(node.udp_addr())?;
+    for i in [0, 1, 499, 998, 999] {
+        let (user, password) = &users.users[i];
+        let (first, challenges) = challenges_for(&client, user, false)?;
+        let query = authenticated_register(
+            &client,
+            &first,
+            &challenges,
+            Algorithm::Sha256,
+            user,
+            password,
+            false,
+        )?;
+        let contacts = query.header_all("Contact");
+        let expected = format!("sip:{user}@127.0.0.1:");
+        node.context((|| {
+            ensure!(query.status == 200, "query for {user}:\n{}", query.raw);
+            ensure!(
+                contacts.iter().any(|c| c.contains(&expected)),
+                "no binding {expected}... for {user}:\n{}",
+                query.raw
+            );
+            Ok(())
+        })())?;
+    }
     node.check_alive()
 }
 
@@ -163,7 +189,6 @@ fn register_with_wrong_password_is_refused() -> Result<()> {
     let relay = Md5ChallengeRelay::start(node.udp_addr())?;
     let outcome = Sipp::new("register_wrong_password.xml")
         .remote(relay.addr())
-        .local_port(free_port()?)
         .inf(&csv)
         .key("domain", DOMAIN)
         .arg("-auth_uri")
@@ -178,9 +203,14 @@ fn register_with_wrong_password_is_refused() -> Result<()> {
     node.check_alive()
 }
 
-/// Sends a REGISTER for `user` and returns the 401's challenges in header order.
-fn challenges_for(client: &UdpClient, user: &str) -> Result<(Request, Vec<Challenge>)> {
-    let register = register_request(client, user, 1);
+/// Sends a REGISTER for `user` (with a Contact of `client`'s address, or none: a query)
+/// and returns it and the 401's challenges in header order.
+fn challenges_for(
+    client: &UdpClient,
+    user: &str,
+    contact: bool,
+) -> Result<(Request, Vec<Challenge>)> {
+    let register = register_request(client, user, 1, contact);
     let response = client.expect_response(&register, REPLY_LIMIT)?;
     ensure!(
         response.status == 401,
@@ -195,14 +225,19 @@ fn challenges_for(client: &UdpClient, user: &str) -> Result<(Request, Vec<Challe
     Ok((register, challenges))
 }
 
-fn register_request(client: &UdpClient, user: &str, cseq: u32) -> Request {
+fn register_request(client: &UdpClient, user: &str, cseq: u32, contact: bool) -> Request {
     let aor = format!("<sip:{user}@{DOMAIN}>");
-    Request::new("REGISTER", &format!("sip:{DOMAIN}"), client)
+    let request = Request::new("REGISTER", &format!("sip:{DOMAIN}"), client)
         .set("From", &format!("{aor};tag=reg{user}"))
         .set("To", &aor)
-        .set("CSeq", &format!("{cseq} REGISTER"))
-        .with("Contact", &format!("<sip:{user}@{}>", client.local_addr()))
-        .with("Expires", "600")
+        .set("CSeq", &format!("{cseq} REGISTER"));
+    if contact {
+        request
+            .with("Contact", &format!("<sip:{user}@{}>", client.local_addr()))
+            .with("Expires", "600")
+    } else {
+        request
+    }
 }
 
 /// Answers the first challenge of `algorithm` for `user` (same Call-ID, next CSeq).
@@ -213,6 +248,7 @@ fn authenticated_register(
     algorithm: Algorithm,
     user: &str,
     password: &str,
+    contact: bool,
 ) -> Result<Response> {
     let challenge = challenges
         .iter()
@@ -222,7 +258,8 @@ fn authenticated_register(
     let authorization = challenge
         .answer(user, password, "REGISTER", &uri, "0a4f113b")
         .context("challenge without realm or nonce")?;
-    let mut second = register_request(client, user, 2).with("Authorization", &authorization);
+    let mut second =
+        register_request(client, user, 2, contact).with("Authorization", &authorization);
     if let Some(call_id) = first.call_id() {
         second = second.set("Call-ID", call_id);
     }
@@ -242,7 +279,7 @@ fn register_digest_sha256_and_md5_by_hand() -> Result<()> {
 
     let result = (|| -> Result<()> {
         let (user, password) = &users.users[0];
-        let (first, challenges) = challenges_for(&client, user)?;
+        let (first, challenges) = challenges_for(&client, user, true)?;
         let algorithms: Vec<_> = challenges.iter().map(|c| c.algorithm()).collect();
         ensure!(
             algorithms.first() == Some(&Some(Algorithm::Sha256))
@@ -256,6 +293,7 @@ fn register_digest_sha256_and_md5_by_hand() -> Result<()> {
             Algorithm::Sha256,
             user,
             password,
+            true,
         )?;
         ensure!(ok.status == 200, "SHA-256 answer refused:\n{}", ok.raw);
         ensure!(
@@ -265,13 +303,20 @@ fn register_digest_sha256_and_md5_by_hand() -> Result<()> {
         );
 
         let (user, password) = &users.users[1];
-        let (first, challenges) = challenges_for(&client, user)?;
-        let ok =
-            authenticated_register(&client, &first, &challenges, Algorithm::Md5, user, password)?;
+        let (first, challenges) = challenges_for(&client, user, true)?;
+        let ok = authenticated_register(
+            &client,
+            &first,
+            &challenges,
+            Algorithm::Md5,
+            user,
+            password,
+            true,
+        )?;
         ensure!(ok.status == 200, "MD5 answer refused:\n{}", ok.raw);
 
         let (user, _) = &users.users[2];
-        let (first, challenges) = challenges_for(&client, user)?;
+        let (first, challenges) = challenges_for(&client, user, true)?;
         for algorithm in [Algorithm::Sha256, Algorithm::Md5] {
             let refused = authenticated_register(
                 &client,
@@ -280,6 +325,7 @@ fn register_digest_sha256_and_md5_by_hand() -> Result<()> {
                 algorithm,
                 user,
                 "not-the-password",
+                true,
             )?;
             ensure!(
                 refused.status == 401 || refused.status == 403,

@@ -133,6 +133,7 @@ impl<'m, 'a> MessageEditor<'m, 'a> {
     /// Removes the first value of the first line named `name`; if that line holds several
     /// comma-separated values, only the first is dropped (top Via, top Route). Calling it again
     /// drops the next value, moving on to the following line of that name when one is used up.
+    /// [`HeaderName::Other`] stands for every extension header alike; use index edits for those.
     pub fn remove_first_value(&mut self, name: HeaderName) -> &mut Self {
         match self.drop_values.iter_mut().find(|(n, _)| *n == name) {
             Some((_, count)) => *count += 1,

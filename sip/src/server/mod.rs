@@ -286,7 +286,7 @@ impl SipServer {
     /// Answers a request without a transaction (errors before matching, overload).
     fn respond_stateless(&mut self, from: Peer, request: &Message<'_>, status: u16, reason: &str) {
         self.stats.requests_answered += 1;
-        let tag = self.to_tag_for(request, status);
+        let tag = self.fresh_to_tag(request, status);
         let response = edit::build_response(request, status, reason, tag.as_deref(), &[], None);
         self.send_stateless(from, response);
     }
@@ -302,7 +302,7 @@ impl SipServer {
         extra: &[(&str, &str)],
     ) {
         self.stats.requests_answered += 1;
-        let tag = self.to_tag_for(request, status);
+        let tag = self.fresh_to_tag(request, status);
         let response = edit::build_response(request, status, reason, tag.as_deref(), extra, None);
         if let Err(err) = self
             .transactions
@@ -313,7 +313,7 @@ impl SipServer {
     }
 
     /// A To tag for responses this node generates (not for 100 Trying, RFC 3261 8.2.6.2).
-    fn to_tag_for(&mut self, request: &Message<'_>, status: u16) -> Option<String> {
+    fn fresh_to_tag(&mut self, request: &Message<'_>, status: u16) -> Option<String> {
         if status == 100 {
             return None;
         }

@@ -1,6 +1,38 @@
 //! Node configuration: the `--config` TOML file merged with command-line flags (flags win),
 //! validated into a [`NodeConfig`]. Every error names where the bad value came from (the
 //! flag, or the file and key) so the user can fix it without guessing.
+//!
+//! Every key is optional; relative paths are taken from the file's directory:
+//!
+//! ```toml
+//! listen = ["udp:0.0.0.0:5060", "tcp:0.0.0.0:5060", "tls:[::]:5061"]
+//! data_dir = "/var/lib/p2psip"
+//! domain = ["example.com"]
+//! users = "users.toml"
+//! open = false
+//! log = "info,p2psip=debug"
+//! tls_cert = "cert.pem"
+//! tls_key = "key.pem"
+//! workers = 2
+//!
+//! [limits]
+//! max_aors = 1000000
+//! max_bindings_per_aor = 16
+//! min_expires = 60
+//! max_expires = 86400
+//! default_expires = 3600
+//! max_transactions = 1000000
+//! max_connections = 10000
+//! max_message_size = 65535
+//!
+//! [timers]
+//! t1_ms = 500
+//! t2_ms = 4000
+//! t4_ms = 5000
+//! ```
+//!
+//! Precedence: flag, then file, then default; `--log` falls back on `$RUST_LOG` before the
+//! file, as is usual for that variable.
 
 use crate::cli::NodeArgs;
 use serde::Deserialize;
@@ -441,309 +473,4 @@ pub fn default_data_dir(env: &Environment) -> PathBuf {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    fn no_flags() -> NodeArgs {
-        NodeArgs::default()
-    }
-
-    fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
-        let path = dir.path().join("node.toml");
-        let mut file = std::fs::File::create(&path).unwrap();
-        file.write_all(text.as_bytes()).unwrap();
-        path
-    }
-
-    fn resolve_file(text: &str) -> (tempfile::TempDir, Result<NodeConfig, ConfigError>) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = write_config(&dir, text);
-        let args = NodeArgs {
-            config: Some(path),
-            ..no_flags()
-        };
-        let result = resolve(&args, &Environment::default());
-        (dir, result)
-    }
-
-    #[test]
-    fn listen_parses_v4_v6_and_transports() {
-        let a = ListenAddr::parse("udp:0.0.0.0:5060").unwrap();
-        assert_eq!(a.transport, Transport::Udp);
-        assert_eq!(a.addr, "0.0.0.0:5060".parse().unwrap());
-        let b = ListenAddr::parse("TLS:[::1]:5061").unwrap();
-        assert_eq!(b.transport, Transport::Tls);
-        assert_eq!(b.addr, "[::1]:5061".parse().unwrap());
-        assert_eq!(b.to_string(), "tls:[::1]:5061");
-        let c = ListenAddr::parse("tcp:127.0.0.1:0").unwrap();
-        assert_eq!(c.addr.port(), 0);
-    }
-
-    #[test]
-    fn listen_rejects_bad_values() {
-        assert_eq!(
-            ListenAddr::parse("udp:1.2.3:5060").unwrap_err(),
-            "bad address"
-        );
-        assert_eq!(
-            ListenAddr::parse("udp:::1:5060").unwrap_err(),
-            "bad address"
-        );
-        assert_eq!(ListenAddr::parse("udp:1.2.3.4").unwrap_err(), "bad address");
-        assert!(ListenAddr::parse("sctp:1.2.3.4:5060")
-            .unwrap_err()
-            .contains("unknown transport \"sctp\""));
-        assert!(ListenAddr::parse("1.2.3.4")
-            .unwrap_err()
-            .contains("expected"));
-    }
-
-    #[test]
-    fn bad_listen_flag_names_flag_and_value() {
-        let args = NodeArgs {
-            listen: vec!["udp:1.2.3:5060".to_string()],
-            ..no_flags()
-        };
-        let err = resolve(&args, &Environment::default()).unwrap_err();
-        assert_eq!(err.0, "--listen \"udp:1.2.3:5060\": bad address");
-    }
-
-    #[test]
-    fn defaults_without_file() {
-        let env = Environment {
-            home: Some("/home/u".into()),
-            ..Default::default()
-        };
-        let config = resolve(&no_flags(), &env).unwrap();
-        assert_eq!(config.listen, default_listeners());
-        assert_eq!(
-            config.data_dir,
-            PathBuf::from("/home/u/.local/share/p2psip")
-        );
-        assert_eq!(config.log, "info");
-        assert_eq!(config.workers, 2);
-        assert_eq!(config.max_connections, 10_000);
-        assert!(!config.server.open);
-        assert!(config.server.domains.is_empty());
-        assert_eq!(config.tls_files, None);
-    }
-
-    #[test]
-    fn data_dir_fallback_chain() {
-        let mut env = Environment {
-            p2psip_data_dir: Some("/d".into()),
-            xdg_data_home: Some("/x".into()),
-            home: Some("/h".into()),
-            rust_log: None,
-        };
-        assert_eq!(default_data_dir(&env), PathBuf::from("/d"));
-        env.p2psip_data_dir = None;
-        assert_eq!(default_data_dir(&env), PathBuf::from("/x/p2psip"));
-        env.xdg_data_home = Some("relative".into());
-        assert_eq!(
-            default_data_dir(&env),
-            PathBuf::from("/h/.local/share/p2psip")
-        );
-        env.home = None;
-        assert_eq!(default_data_dir(&env), PathBuf::from("p2psip-data"));
-    }
-
-    #[test]
-    fn full_file_maps_onto_server_config() {
-        let (dir, result) = resolve_file(
-            r#"
-listen = ["udp:127.0.0.1:5070", "tcp:[::1]:5070"]
-data_dir = "state"
-domain = ["a.example", "b.example"]
-users = "users.toml"
-open = true
-log = "debug"
-workers = 3
-
-[limits]
-max_aors = 10
-max_bindings_per_aor = 2
-min_expires = 30
-max_expires = 600
-default_expires = 120
-max_transactions = 99
-max_connections = 7
-max_message_size = 4096
-
-[timers]
-t1_ms = 100
-t2_ms = 800
-t4_ms = 1000
-"#,
-        );
-        let config = result.unwrap();
-        assert_eq!(config.listen.len(), 2);
-        assert_eq!(config.listen[1].addr, "[::1]:5070".parse().unwrap());
-        assert_eq!(config.data_dir, dir.path().join("state"));
-        assert_eq!(config.users_file, Some(dir.path().join("users.toml")));
-        assert_eq!(config.log, "debug");
-        assert_eq!(config.workers, 3);
-        assert_eq!(config.max_connections, 7);
-        assert_eq!(config.max_message_size, 4096);
-        let server = &config.server;
-        assert_eq!(server.domains, ["a.example", "b.example"]);
-        assert!(server.open);
-        assert_eq!(server.max_aors, 10);
-        assert_eq!(server.max_bindings_per_aor, 2);
-        assert_eq!(
-            (
-                server.min_expires,
-                server.max_expires,
-                server.default_expires
-            ),
-            (30, 600, 120)
-        );
-        assert_eq!(server.max_transactions, 99);
-        assert_eq!(server.t1, Duration::from_millis(100));
-        assert_eq!(server.t2, Duration::from_millis(800));
-        assert_eq!(server.t4, Duration::from_millis(1000));
-    }
-
-    #[test]
-    fn flags_override_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = write_config(
-            &dir,
-            "listen = [\"udp:127.0.0.1:1\"]\nworkers = 3\nlog = \"debug\"\ndomain = [\"f.example\"]\n",
-        );
-        let args = NodeArgs {
-            config: Some(path),
-            listen: vec!["tcp:127.0.0.1:2".into()],
-            workers: Some(1),
-            log: Some("warn".into()),
-            domain: vec!["c.example".into()],
-            data_dir: Some("/flag".into()),
-            ..no_flags()
-        };
-        let config = resolve(&args, &Environment::default()).unwrap();
-        assert_eq!(config.listen[0].to_string(), "tcp:127.0.0.1:2");
-        assert_eq!(config.workers, 1);
-        assert_eq!(config.log, "warn");
-        assert_eq!(config.server.domains, ["c.example"]);
-        assert_eq!(config.data_dir, PathBuf::from("/flag"));
-    }
-
-    #[test]
-    fn unknown_key_names_key_and_file() {
-        let (dir, result) = resolve_file("lissen = [\"udp:0.0.0.0:5060\"]\n");
-        let err = result.unwrap_err().0;
-        let path = dir.path().join("node.toml");
-        assert!(
-            err.starts_with(&format!(
-                "config {}: unknown field `lissen`",
-                path.display()
-            )),
-            "{err}"
-        );
-        assert!(err.contains("expected one of"), "{err}");
-        assert!(err.contains("(line 1)"), "{err}");
-    }
-
-    #[test]
-    fn unknown_key_in_limits_is_named() {
-        let (_dir, result) = resolve_file("[limits]\nmax_aor = 3\n");
-        let err = result.unwrap_err().0;
-        assert!(err.contains("unknown field `max_aor`"), "{err}");
-        assert!(err.contains("(line 2)"), "{err}");
-    }
-
-    #[test]
-    fn wrong_type_is_reported() {
-        let (_dir, result) = resolve_file("workers = \"two\"\n");
-        let err = result.unwrap_err().0;
-        assert!(err.contains("invalid type"), "{err}");
-    }
-
-    #[test]
-    fn bad_values_in_file_name_key() {
-        let (_dir, result) = resolve_file("listen = [\"udp:1.2.3:5060\"]\n");
-        let err = result.unwrap_err().0;
-        assert!(
-            err.ends_with(": listen \"udp:1.2.3:5060\": bad address"),
-            "{err}"
-        );
-        let (_dir, result) = resolve_file("[limits]\nmin_expires = 900\nmax_expires = 600\n");
-        let err = result.unwrap_err().0;
-        assert!(err.contains("limits.min_expires 900"), "{err}");
-        let (_dir, result) = resolve_file("[timers]\nt1_ms = 0\n");
-        assert!(result
-            .unwrap_err()
-            .0
-            .contains("timers.t1_ms 0: must be positive"));
-        let (_dir, result) = resolve_file("workers = 0\n");
-        assert!(result.unwrap_err().0.contains("workers 0:"));
-        let (_dir, result) = resolve_file("[limits]\nmax_connections = 0\n");
-        assert!(result.unwrap_err().0.contains("limits.max_connections 0"));
-    }
-
-    #[test]
-    fn missing_file_is_an_error_naming_it() {
-        let args = NodeArgs {
-            config: Some("/nonexistent/p2psip.toml".into()),
-            ..no_flags()
-        };
-        let err = resolve(&args, &Environment::default()).unwrap_err().0;
-        assert!(
-            err.starts_with("config /nonexistent/p2psip.toml: "),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn tls_files_need_both() {
-        let args = NodeArgs {
-            tls_cert: Some("c.pem".into()),
-            ..no_flags()
-        };
-        assert!(resolve(&args, &Environment::default()).is_err());
-        let args = NodeArgs {
-            tls_cert: Some("c.pem".into()),
-            tls_key: Some("k.pem".into()),
-            ..no_flags()
-        };
-        let config = resolve(&args, &Environment::default()).unwrap();
-        assert_eq!(
-            config.tls_files,
-            Some(TlsFiles {
-                cert: "c.pem".into(),
-                key: "k.pem".into()
-            })
-        );
-    }
-
-    #[test]
-    fn log_precedence_and_validation() {
-        let env = Environment {
-            rust_log: Some("trace".into()),
-            ..Default::default()
-        };
-        assert_eq!(resolve(&no_flags(), &env).unwrap().log, "trace");
-        let flagged = NodeArgs {
-            log: Some("warn".into()),
-            ..no_flags()
-        };
-        assert_eq!(resolve(&flagged, &env).unwrap().log, "warn");
-        let bad = NodeArgs {
-            log: Some("p2psip=notalevel".into()),
-            ..no_flags()
-        };
-        let err = resolve(&bad, &Environment::default()).unwrap_err().0;
-        assert!(err.starts_with("--log \"p2psip=notalevel\": "), "{err}");
-    }
-
-    #[test]
-    fn bad_domain_is_rejected() {
-        let args = NodeArgs {
-            domain: vec!["a b".into()],
-            ..no_flags()
-        };
-        let err = resolve(&args, &Environment::default()).unwrap_err().0;
-        assert_eq!(err, "--domain \"a b\": not a domain name");
-    }
-}
+mod tests;
