@@ -279,13 +279,13 @@ impl SipServer {
             let inner = in_transport
                 .filter(|t| *t != out_transport)
                 .and_then(|t| self.identity.record_route(t));
-            // The editor writes prepended headers in call order, so the entry facing the
-            // next hop goes first.
-            if let Some(outer) = outer {
-                editor.prepend_header("Record-Route", &outer);
-            }
+            // The editor puts the latest prepended header on top; the entry facing the next
+            // hop must be topmost, so it is prepended last.
             if let Some(inner) = inner {
                 editor.prepend_header("Record-Route", &inner);
+            }
+            if let Some(outer) = outer {
+                editor.prepend_header("Record-Route", &outer);
             }
         }
         editor.finish()

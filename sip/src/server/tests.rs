@@ -32,11 +32,18 @@ impl Harness {
     fn new(open: bool, users: Vec<Credential>) -> Harness {
         let now = Instant::now();
         let config = ServerConfig {
-            listeners: vec![Listener {
-                transport: Transport::Udp,
-                addr: addr(NODE),
-                advertised_host: "127.0.0.1".into(),
-            }],
+            listeners: vec![
+                Listener {
+                    transport: Transport::Udp,
+                    addr: addr(NODE),
+                    advertised_host: "127.0.0.1".into(),
+                },
+                Listener {
+                    transport: Transport::Tcp,
+                    addr: addr(NODE),
+                    advertised_host: "127.0.0.1".into(),
+                },
+            ],
             domains: vec!["example.com".into()],
             open,
             users,
@@ -55,9 +62,12 @@ impl Harness {
 
     /// Feeds a message and returns everything the server sends, as (destination, text).
     fn feed(&mut self, from: &str, text: &str) -> Vec<(SocketAddr, String)> {
+        self.feed_from(udp(from), text)
+    }
+
+    fn feed_from(&mut self, from: Peer, text: &str) -> Vec<(SocketAddr, String)> {
         let bytes = text.replace('\n', "\r\n");
-        self.server
-            .handle_input(self.now, udp(from), bytes.as_bytes());
+        self.server.handle_input(self.now, from, bytes.as_bytes());
         self.drain()
     }
 
@@ -577,4 +587,56 @@ fn timer_c_cancels_a_branch_that_rings_forever() {
     let out = h.advance(Duration::from_secs(40));
     let final_ = out.iter().find(|(to, _)| *to == addr(ALICE)).unwrap();
     assert_eq!(status_of(&final_.1), 408);
+}
+
+#[test]
+fn calls_across_transports_are_double_record_routed_over_the_phones_connection() {
+    let mut h = Harness::open();
+    let bob_tcp = Peer {
+        transport: Transport::Tcp,
+        remote: addr(BOB),
+        local: addr(NODE),
+        connection: Some(ConnectionId(9)),
+    };
+    let reg = register("bob", BOB, 1, None)
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+        .replace(
+            &format!("<sip:bob@{BOB}>"),
+            &format!("<sip:bob@{BOB};transport=tcp>"),
+        );
+    let out = h.feed_from(bob_tcp, &reg);
+    assert_eq!(status_of(&out[0].1), 200);
+
+    h.server.handle_input(
+        h.now,
+        udp(ALICE),
+        invite("bob", "x1").replace('\n', "\r\n").as_bytes(),
+    );
+    let mut forwarded = None;
+    while let Some(t) = h.server.poll_transmit() {
+        if t.to.remote == addr(BOB) {
+            forwarded = Some(t);
+        }
+    }
+    let forwarded = forwarded.unwrap();
+    assert_eq!(
+        forwarded.to.connection,
+        Some(ConnectionId(9)),
+        "reuses the phone's connection"
+    );
+    let text = String::from_utf8(forwarded.payload.to_vec()).unwrap();
+    let rr: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("Record-Route: "))
+        .collect();
+    assert_eq!(
+        rr,
+        [
+            "<sip:127.0.0.1:5060;transport=tcp;lr>",
+            "<sip:127.0.0.1:5060;lr>"
+        ]
+    );
+    assert!(header(&text, "Via")
+        .unwrap()
+        .starts_with("SIP/2.0/TCP 127.0.0.1:5060;branch="));
 }
