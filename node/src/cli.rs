@@ -52,6 +52,12 @@ pub struct NodeArgs {
     #[arg(long)]
     pub open: bool,
 
+    /// Digest algorithms to challenge with, most preferred first (comma-separated:
+    /// SHA-256, MD5). Default: SHA-256,MD5. Put MD5 first for phones that only answer the
+    /// first challenge and cannot do SHA-256.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub digest_algorithms: Vec<String>,
+
     /// Log filter (tracing EnvFilter syntax). Default: $RUST_LOG, else the config file,
     /// else "info".
     #[arg(long, value_name = "FILTER")]

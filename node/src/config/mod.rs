@@ -10,6 +10,7 @@
 //! domain = ["example.com"]
 //! users = "users.toml"
 //! open = false
+//! digest_algorithms = ["SHA-256", "MD5"]
 //! log = "info,p2psip=debug"
 //! tls_cert = "cert.pem"
 //! tls_key = "key.pem"
@@ -109,6 +110,7 @@ struct FileConfig {
     domain: Option<Vec<String>>,
     users: Option<PathBuf>,
     open: Option<bool>,
+    digest_algorithms: Option<Vec<String>>,
     log: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -418,9 +420,31 @@ pub fn resolve(args: &NodeArgs, env: &Environment) -> Result<NodeConfig, ConfigE
         ));
     }
 
+    let (algorithm_names, algorithms_origin) = if !args.digest_algorithms.is_empty() {
+        (args.digest_algorithms.clone(), Origin::Flag("digest-algorithms"))
+    } else {
+        (
+            file.digest_algorithms.unwrap_or_default(),
+            file_origin("digest_algorithms"),
+        )
+    };
+    let digest_algorithms = algorithm_names
+        .iter()
+        .map(|name| {
+            sip::auth::Algorithm::from_token(name.trim()).ok_or_else(|| {
+                invalid(
+                    algorithms_origin,
+                    name,
+                    "expected SHA-256, MD5, SHA-256-sess or MD5-sess",
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
     let server = ServerConfig {
         domains,
         open: args.open || file.open.unwrap_or(false),
+        digest_algorithms,
         max_aors,
         max_bindings_per_aor,
         min_expires,

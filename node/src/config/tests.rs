@@ -321,3 +321,23 @@ fn documented_example_parses() {
     assert_eq!(config.listen.len(), 3);
     assert_eq!(config.max_connections, 10_000);
 }
+
+#[test]
+fn digest_algorithms_from_flag_and_file() {
+    use sip::auth::Algorithm;
+    let (_dir, result) = resolve_file("digest_algorithms = [\"md5\", \"SHA-256\"]\n");
+    assert_eq!(
+        result.unwrap().server.digest_algorithms,
+        [Algorithm::Md5, Algorithm::Sha256]
+    );
+    let (_dir, result) = resolve_file("digest_algorithms = [\"SHA-512\"]\n");
+    let err = result.unwrap_err().0;
+    assert!(err.contains("digest_algorithms \"SHA-512\": expected"), "{err}");
+    let args = NodeArgs {
+        digest_algorithms: vec!["MD5".into()],
+        ..no_flags()
+    };
+    let config = resolve(&args, &Environment::default()).unwrap();
+    assert_eq!(config.server.digest_algorithms, [Algorithm::Md5]);
+    assert!(resolve_file("").1.unwrap().server.digest_algorithms.is_empty());
+}

@@ -40,6 +40,9 @@ pub struct DigestAuthenticator {
     counts: NonceCountTable,
     /// Derived from the secret; returned unchanged by clients (RFC 7616 3.3).
     opaque: String,
+    /// Algorithms challenged with, most preferred first; answers with any other algorithm
+    /// fail, so an operator who drops MD5 really drops it.
+    algorithms: Vec<Algorithm>,
 }
 
 impl DigestAuthenticator {
@@ -61,7 +64,21 @@ impl DigestAuthenticator {
             nonces,
             counts: NonceCountTable::new(Self::DEFAULT_NONCE_COUNT_CAPACITY),
             opaque,
+            algorithms: Self::DEFAULT_ALGORITHMS.to_vec(),
         }
+    }
+
+    /// SHA-256 first, then MD5 for older phones (RFC 8760 2.4).
+    pub const DEFAULT_ALGORITHMS: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Md5];
+
+    /// Which algorithms to challenge with, most preferred first. Some phones (and SIPp)
+    /// answer only the first challenge of a 401 and fail when it is not MD5: deployments
+    /// with such phones list MD5 first. An empty list keeps the default.
+    pub fn with_algorithms(mut self, algorithms: &[Algorithm]) -> DigestAuthenticator {
+        if !algorithms.is_empty() {
+            self.algorithms = algorithms.to_vec();
+        }
+        self
     }
 
     /// How long a nonce stays fresh (default 300 s).
@@ -83,13 +100,15 @@ impl DigestAuthenticator {
     }
 
     /// The values of the `WWW-Authenticate` (or `Proxy-Authenticate`) headers for a 401
-    /// (or 407): one per algorithm, SHA-256 first as the most preferred, then MD5
-    /// (RFC 8760 2.4). Both carry the same nonce.
-    pub fn challenge_values(&mut self, now: Instant, realm: &str, stale: bool) -> [String; 2] {
+    /// (or 407): one per configured algorithm, most preferred first (by default SHA-256,
+    /// then MD5; RFC 8760 2.4). All carry the same nonce.
+    pub fn challenge_values(&mut self, now: Instant, realm: &str, stale: bool) -> Vec<String> {
         let nonce = self.nonces.issue(now, realm);
         let nonce = std::str::from_utf8(&nonce).unwrap_or_default();
-        [Algorithm::Sha256, Algorithm::Md5]
-            .map(|algorithm| self.challenge_value(realm, nonce, algorithm, stale))
+        self.algorithms
+            .iter()
+            .map(|&algorithm| self.challenge_value(realm, nonce, algorithm, stale))
+            .collect()
     }
 
     fn challenge_value(
@@ -153,7 +172,11 @@ impl DigestAuthenticator {
         let Some(user) = store.lookup(&credentials.username, &credentials.realm) else {
             return failed("unknown user");
         };
+        // The -sess variant of an offered algorithm uses the same hash and is accepted.
         let hash = credentials.algorithm.hash();
+        if !self.algorithms.iter().any(|offered| offered.hash() == hash) {
+            return failed("algorithm not offered");
+        }
         let Some(ha1) = user.ha1(hash, &credentials.username, &credentials.realm) else {
             return failed("algorithm not available for user");
         };

@@ -143,18 +143,50 @@ fn rfc7616_example_responses() {
 fn challenges_list_sha256_then_md5() {
     let mut fixture = Fixture::new();
     let now = fixture.at(1);
-    let [first, second] = fixture.server.challenge_values(now, REALM, false);
-    let first = DigestChallenge::parse(&first).unwrap();
-    let second = DigestChallenge::parse(&second).unwrap();
+    let values = fixture.server.challenge_values(now, REALM, false);
+    let [first, second] = values.as_slice() else {
+        panic!("two challenges expected: {values:?}");
+    };
+    let first = DigestChallenge::parse(first).unwrap();
+    let second = DigestChallenge::parse(second).unwrap();
     assert_eq!(first.algorithm, Algorithm::Sha256);
     assert_eq!(second.algorithm, Algorithm::Md5);
     assert_eq!(first.nonce, second.nonce);
     assert_eq!(first.realm, REALM);
     assert!(first.offers_qop_auth() && !first.stale);
     assert!(first.opaque.is_some());
-    let [stale, _] = fixture.server.challenge_values(now, REALM, true);
+    let values = fixture.server.challenge_values(now, REALM, true);
+    let stale = &values[0];
     assert!(stale.ends_with(", stale=true"));
-    assert!(DigestChallenge::parse(&stale).unwrap().stale);
+    assert!(DigestChallenge::parse(stale).unwrap().stale);
+}
+
+#[test]
+fn configured_algorithms_are_challenged_in_order_and_others_refused() {
+    let mut fixture = Fixture::new();
+    fixture.server =
+        DigestAuthenticator::new(&[9; 32], fixture.epoch).with_algorithms(&[Algorithm::Md5]);
+    let now = fixture.at(1);
+    let values = fixture.server.challenge_values(now, REALM, false);
+    assert_eq!(values.len(), 1);
+    assert_eq!(
+        DigestChallenge::parse(&values[0]).unwrap().algorithm,
+        Algorithm::Md5
+    );
+    // A SHA-256 answer to a nonce of ours is refused when SHA-256 is not offered.
+    let sha = values[0].replace("algorithm=MD5", "algorithm=SHA-256");
+    let challenge = DigestChallenge::parse(&sha).unwrap();
+    let answer =
+        authorization_value(&challenge, "alice", "wonderland", "REGISTER", URI, "c", 1).unwrap();
+    let outcome = fixture
+        .server
+        .verify(now, "REGISTER", URI, &answer, REALM, &fixture.store);
+    assert_eq!(
+        outcome,
+        AuthOutcome::Failed {
+            reason: "algorithm not offered"
+        }
+    );
 }
 
 #[test]

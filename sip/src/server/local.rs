@@ -177,18 +177,12 @@ impl SipServer {
                 (false, "Unauthorized")
             }
         };
-        let [sha256, md5] = self.authenticator.challenge_values(now, &realm, stale);
-        self.respond(
-            now,
-            tx,
-            msg,
-            401,
-            reason,
-            &[
-                ("WWW-Authenticate", sha256.as_str()),
-                ("WWW-Authenticate", md5.as_str()),
-            ],
-        );
+        let challenges = self.authenticator.challenge_values(now, &realm, stale);
+        let extra: Vec<(&str, &str)> = challenges
+            .iter()
+            .map(|value| ("WWW-Authenticate", value.as_str()))
+            .collect();
+        self.respond(now, tx, msg, 401, reason, &extra);
         false
     }
 }

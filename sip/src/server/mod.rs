@@ -48,6 +48,8 @@ pub struct ServerConfig {
     pub open: bool,
     /// Users allowed to register (from `--users`); ignored when `open`.
     pub users: Vec<crate::auth::Credential>,
+    /// Digest algorithms challenged with, most preferred first. Empty: SHA-256, then MD5.
+    pub digest_algorithms: Vec<crate::auth::Algorithm>,
     /// Bounds of the location table.
     pub max_aors: usize,
     pub max_bindings_per_aor: usize,
@@ -73,6 +75,7 @@ impl Default for ServerConfig {
             domains: Vec::new(),
             open: false,
             users: Vec::new(),
+            digest_algorithms: Vec::new(),
             max_aors: 1_000_000,
             max_bindings_per_aor: 16,
             min_expires: 60,
@@ -160,7 +163,8 @@ impl SipServer {
         let registrar_policy = RegistrarPolicy::from(&config);
         let location = LocationTable::for_policy(&registrar_policy);
         let credentials = CredentialStore::new(config.users.clone())?;
-        let authenticator = DigestAuthenticator::new(&config.random_seed, now);
+        let authenticator = DigestAuthenticator::new(&config.random_seed, now)
+            .with_algorithms(&config.digest_algorithms);
         // Branch/tag salt is derived one-way from the seed so ids on the wire reveal nothing
         // about the nonce key.
         let ids = IdGenerator::new(ids::derive_salt(&config.random_seed));
