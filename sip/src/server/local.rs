@@ -10,8 +10,10 @@ use crate::transport::Peer;
 use std::time::Instant;
 use tracing::debug;
 
-/// Methods the node serves when a request is addressed to the node itself.
-pub(super) const NODE_ALLOW: &str = "OPTIONS, REGISTER";
+/// Methods this node handles, as registrar or by relaying them to users; the same list in
+/// OPTIONS answers and 405s.
+pub(super) const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, UPDATE, PRACK, SUBSCRIBE, NOTIFY, REFER";
 
 impl SipServer {
     pub(super) fn handle_local(
@@ -46,19 +48,21 @@ impl SipServer {
                 msg,
                 200,
                 "OK",
-                &[
-                    ("Allow", super::routing::ALLOW),
-                    ("Accept", "application/sdp, text/plain"),
-                ],
+                &[("Allow", ALLOW), ("Accept", "application/sdp, text/plain")],
             ),
-            _ => self.respond(
-                now,
-                tx,
-                msg,
-                405,
-                "Method Not Allowed",
-                &[("Allow", NODE_ALLOW)],
-            ),
+            // In-dialog methods addressed to the node itself: it holds no dialogs.
+            Method::Bye | Method::Info | Method::Update | Method::Prack | Method::Notify => {
+                self.respond(now, tx, msg, 481, "Call/Transaction Does Not Exist", &[]);
+            }
+            // Methods the node relays to users but does not serve itself.
+            Method::Invite
+            | Method::Message
+            | Method::Subscribe
+            | Method::Refer
+            | Method::Publish => {
+                self.respond(now, tx, msg, 404, "Not Found (no user in Request-URI)", &[]);
+            }
+            _ => self.respond(now, tx, msg, 405, "Method Not Allowed", &[("Allow", ALLOW)]),
         }
     }
 

@@ -13,9 +13,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 use tracing::debug;
 
-/// Methods this node answers itself when addressed to it.
-pub(super) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, UPDATE, PRACK, SUBSCRIBE, NOTIFY, REFER";
-
 /// Where a request goes after Route processing.
 enum RouteDecision {
     /// Answer here (REGISTER, OPTIONS to the node, methods the node does not serve).
