@@ -457,7 +457,15 @@ fn node_answers_options_unknown_methods_and_require() {
     let foo = options("sip:127.0.0.1:5060", "o3", "").replace("OPTIONS", "FOO");
     let out = h.feed(ALICE, &foo);
     assert_eq!(status_of(&out[0].1), 405);
-    assert!(header(&out[0].1, "Allow").is_some());
+    assert!(!header(&out[0].1, "Allow").unwrap().contains("FOO"));
+    let options_allow = h.feed(ALICE, &options("sip:127.0.0.1:5060", "o5", ""));
+    assert_eq!(
+        header(&out[0].1, "Allow"),
+        header(&options_allow[0].1, "Allow"),
+        "one Allow list"
+    );
+    let bye = options("sip:127.0.0.1:5060", "o6", "").replace("OPTIONS", "BYE");
+    assert_eq!(status_of(&h.feed(ALICE, &bye)[0].1), 481);
 
     let out = h.feed(
         ALICE,
