@@ -7,24 +7,18 @@
 //! * [`Sipp`] builds and runs a SIPp command line with a hard time limit and collects its
 //!   error log, final screen and statistics.
 //! * [`UdpClient`], [`Request`] and [`Response`] send hand-written SIP over UDP.
-//! * [`Md5ChallengeRelay`] lets SIPp versions that only know MD5 digest answer a registrar
-//!   that offers SHA-256 first (see its documentation).
-//! * [`digest`] computes digest responses (MD5, SHA-256) for raw tests.
 //!
 //! Every wait in this crate is bounded in time and every loop in count.
 
-pub mod digest;
 mod node;
 mod ports;
-mod relay;
-mod sip;
+mod raw_udp;
 mod sipp;
 mod users;
 
 pub use node::{p2psip_bin, Node, NodeConfig};
 pub use ports::{free_port, wait_until_bound};
-pub use relay::{Md5ChallengeRelay, RelayStats};
-pub use sip::{Request, Response, UdpClient};
+pub use raw_udp::{Request, Response, UdpClient};
 pub use sipp::{require_sipp, sipp_bin, sipp_version, Sipp, SippOutcome, SippProcess};
 pub use users::TestUsers;
 

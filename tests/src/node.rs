@@ -1,6 +1,6 @@
 //! Running a `p2psip node` process for a test.
 
-use crate::sip::{Request, UdpClient};
+use crate::raw_udp::{Request, UdpClient};
 use crate::{file_tail, free_port, test_dir, TestDir, Transport, DOMAIN};
 use anyhow::{anyhow, bail, Context, Result};
 use std::fs::File;
@@ -57,6 +57,9 @@ pub struct NodeConfig {
     pub users: Option<PathBuf>,
     /// `--domain NAME`; [`DOMAIN`] by default.
     pub domain: Option<String>,
+    /// `--digest-algorithms LIST`: the digest challenges a 401 offers, most preferred
+    /// first (`"MD5,SHA-256"`); `None` leaves the node's default (SHA-256, then MD5).
+    pub digest_algorithms: Option<String>,
     /// Further arguments, appended as they are.
     pub extra_args: Vec<String>,
 }
@@ -76,6 +79,12 @@ impl NodeConfig {
             users: Some(users_file.to_path_buf()),
             ..NodeConfig::default()
         }
+    }
+
+    /// Challenges with `algorithms` (`--digest-algorithms`, e.g. `"MD5,SHA-256"`).
+    pub fn digest_algorithms(mut self, algorithms: &str) -> NodeConfig {
+        self.digest_algorithms = Some(algorithms.to_string());
+        self
     }
 }
 
@@ -133,6 +142,9 @@ impl Node {
         }
         if let Some(users) = &config.users {
             cmd.arg("--users").arg(users);
+        }
+        if let Some(algorithms) = &config.digest_algorithms {
+            cmd.arg("--digest-algorithms").arg(algorithms);
         }
         cmd.args(&config.extra_args)
             .stdin(Stdio::null())
