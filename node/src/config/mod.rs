@@ -421,7 +421,10 @@ pub fn resolve(args: &NodeArgs, env: &Environment) -> Result<NodeConfig, ConfigE
     }
 
     let (algorithm_names, algorithms_origin) = if !args.digest_algorithms.is_empty() {
-        (args.digest_algorithms.clone(), Origin::Flag("digest-algorithms"))
+        (
+            args.digest_algorithms.clone(),
+            Origin::Flag("digest-algorithms"),
+        )
     } else {
         (
             file.digest_algorithms.unwrap_or_default(),

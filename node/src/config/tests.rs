@@ -332,12 +332,20 @@ fn digest_algorithms_from_flag_and_file() {
     );
     let (_dir, result) = resolve_file("digest_algorithms = [\"SHA-512\"]\n");
     let err = result.unwrap_err().0;
-    assert!(err.contains("digest_algorithms \"SHA-512\": expected"), "{err}");
+    assert!(
+        err.contains("digest_algorithms \"SHA-512\": expected"),
+        "{err}"
+    );
     let args = NodeArgs {
         digest_algorithms: vec!["MD5".into()],
         ..no_flags()
     };
     let config = resolve(&args, &Environment::default()).unwrap();
     assert_eq!(config.server.digest_algorithms, [Algorithm::Md5]);
-    assert!(resolve_file("").1.unwrap().server.digest_algorithms.is_empty());
+    assert!(resolve_file("")
+        .1
+        .unwrap()
+        .server
+        .digest_algorithms
+        .is_empty());
 }
