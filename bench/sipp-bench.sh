@@ -12,8 +12,8 @@
 #
 # Environment (all optional):
 #   P2PSIP_BIN   node binary to use (skips `cargo build --release`)
-#   REG_RATES    REGISTER rates per second     (default "5000 10000 15000 20000 25000 30000 40000")
-#   CALL_RATES   call rates per second         (default "1000 2000 3000 4000 5000 6000")
+#   REG_RATES    REGISTER rates per second     (default "10000 20000 30000 40000 45000 50000 60000")
+#   CALL_RATES   call rates per second         (default "2000 4000 6000 7000 8000 9000 10000")
 #   STEP_SECONDS seconds of traffic per step   (default 10)
 #   NODE_PORT    node UDP+TCP port             (default 25060); SIPp uses the next three
 #   NODE_ARGS    extra arguments for `p2psip node`
@@ -27,8 +27,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SCENARIOS="$ROOT/tests/scenarios"
 DOMAIN=example.com
 
-REG_RATES=${REG_RATES:-"5000 10000 15000 20000 25000 30000 40000"}
-CALL_RATES=${CALL_RATES:-"1000 2000 3000 4000 5000 6000"}
+REG_RATES=${REG_RATES:-"10000 20000 30000 40000 45000 50000 60000"}
+CALL_RATES=${CALL_RATES:-"2000 4000 6000 7000 8000 9000 10000"}
 STEP_SECONDS=${STEP_SECONDS:-10}
 if [ "${1:-}" = "--quick" ]; then
     REG_RATES=${QUICK_REG_RATES:-"500 1000 2000"}
