@@ -218,6 +218,12 @@ impl Core {
                 }
                 continue;
             }
+            if to.transport == Transport::Overlay {
+                // Only produced when the server is configured with an overlay name, which
+                // this node does not set yet.
+                tracing::warn!("overlay message without an overlay dropped");
+                continue;
+            }
             self.connections
                 .send(transmit, &mut self.dropped_connections);
             while let Some(id) = self.dropped_connections.pop() {

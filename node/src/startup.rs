@@ -58,6 +58,12 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
                 stream_listeners.push((listener, wanted.transport, addr));
                 addr
             }
+            // Overlay streams are opened by the overlay, not bound as a listen address.
+            Transport::Overlay => {
+                return Err(RunError::Io(format!(
+                    "listen {wanted}: the overlay is not a socket transport"
+                )))
+            }
         };
         listeners.push(Listener {
             transport: wanted.transport,

@@ -10,6 +10,10 @@ pub enum Transport {
     Udp,
     Tcp,
     Tls,
+    /// A SIP stream between two p2psip nodes over the overlay (libp2p, encrypted and
+    /// authenticated). The far end is named by an overlay host name (see
+    /// [`crate::server::SipServer::overlay_connection`]), not an IP address.
+    Overlay,
 }
 
 impl Transport {
@@ -24,6 +28,7 @@ impl Transport {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
             Transport::Tls => "TLS",
+            Transport::Overlay => "P2P",
         }
     }
 
@@ -33,6 +38,7 @@ impl Transport {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
             Transport::Tls => "tls",
+            Transport::Overlay => "p2p",
         }
     }
 
@@ -44,6 +50,8 @@ impl Transport {
             Some(Transport::Tcp)
         } else if token.eq_ignore_ascii_case("tls") {
             Some(Transport::Tls)
+        } else if token.eq_ignore_ascii_case("p2p") {
+            Some(Transport::Overlay)
         } else {
             None
         }
@@ -53,6 +61,7 @@ impl Transport {
     pub fn default_port(self) -> u16 {
         match self {
             Transport::Tls => 5061,
+            Transport::Overlay => 0,
             _ => 5060,
         }
     }
