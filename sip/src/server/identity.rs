@@ -11,14 +11,25 @@ pub struct LocalIdentity {
     listeners: Vec<Listener>,
     /// Lower-case served domains; empty means every domain is served locally.
     domains: Vec<String>,
+    /// This node's host name on the overlay (lower case), when it has one.
+    overlay_host: Option<String>,
 }
 
 impl LocalIdentity {
-    pub fn new(listeners: Vec<Listener>, domains: &[String]) -> LocalIdentity {
+    pub fn new(
+        listeners: Vec<Listener>,
+        domains: &[String],
+        overlay_host: Option<&str>,
+    ) -> LocalIdentity {
         LocalIdentity {
             listeners,
             domains: domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            overlay_host: overlay_host.map(str::to_ascii_lowercase),
         }
+    }
+
+    pub fn overlay_host(&self) -> Option<&str> {
+        self.overlay_host.as_deref()
     }
 
     pub fn listeners(&self) -> &[Listener] {
@@ -34,6 +45,13 @@ impl LocalIdentity {
     /// brackets) and `port` name one of our listeners. A missing port means the transport's
     /// default port.
     pub fn is_local_address(&self, host: &str, port: Option<u16>) -> bool {
+        if self
+            .overlay_host
+            .as_deref()
+            .is_some_and(|name| name.eq_ignore_ascii_case(host))
+        {
+            return true;
+        }
         let host = host.trim_start_matches('[').trim_end_matches(']');
         self.listeners.iter().any(|l| {
             let listener_port = l.addr.port();
@@ -82,6 +100,9 @@ impl LocalIdentity {
 
     /// `host:port` to put in a Via or Record-Route for `transport`.
     pub fn sent_by(&self, transport: Transport) -> Option<String> {
+        if transport == Transport::Overlay {
+            return self.overlay_host.clone();
+        }
         self.listener_for(transport).map(|l| {
             let host = &l.advertised_host;
             if host.contains(':') && !host.starts_with('[') {
@@ -129,6 +150,7 @@ mod tests {
                 },
             ],
             &["Example.com".to_string()],
+            Some("NodeA.p2p.invalid"),
         )
     }
 
@@ -156,5 +178,10 @@ mod tests {
             "<sip:127.0.0.1:5070;transport=tcp;lr>"
         );
         assert!(id.record_route(Transport::Tls).is_none());
+        assert_eq!(
+            id.record_route(Transport::Overlay).unwrap(),
+            "<sip:nodea.p2p.invalid;transport=p2p;lr>"
+        );
+        assert!(id.is_local_address("NODEA.p2p.invalid", None));
     }
 }

@@ -10,6 +10,7 @@
 pub mod identity;
 pub mod ids;
 mod local;
+pub mod overlay;
 mod proxy;
 pub mod response_choice;
 mod routing;
@@ -22,6 +23,8 @@ use crate::transport::{ConnectionId, Peer, Transmit, Transport};
 use bytes::Bytes;
 use identity::LocalIdentity;
 use ids::IdGenerator;
+pub use overlay::{LookupId, LookupOutcome, ServerEvent};
+use overlay::{OverlayPeers, PendingLookups};
 use proxy::{BranchRef, ForkTable};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -62,6 +65,14 @@ pub struct ServerConfig {
     pub t1: Duration,
     pub t2: Duration,
     pub t4: Duration,
+    /// This node's host name on the overlay (e.g. derived from its peer id). When set,
+    /// requests for users of served domains with no local binding are looked up in the
+    /// overlay through [`ServerEvent::LookupRequest`].
+    pub overlay_host: Option<String>,
+    /// How long a request waits for its overlay lookup before it is answered 480.
+    pub lookup_timeout: Duration,
+    /// Bound of the requests waiting for lookups; beyond it new ones get 503.
+    pub max_pending_lookups: usize,
     /// Proxy Timer C: how long an INVITE branch may ring before it is cancelled (> 3 min).
     pub timer_c: Duration,
     /// Seed for branch/tag generation and the nonce secret; the node passes OS randomness.
@@ -85,6 +96,9 @@ impl Default for ServerConfig {
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
+            overlay_host: None,
+            lookup_timeout: Duration::from_secs(8),
+            max_pending_lookups: 10_000,
             timer_c: Duration::from_secs(181),
             random_seed: [0; 32],
         }
@@ -119,6 +133,8 @@ pub struct ServerStats {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ServerCtx {
     pub fork: Option<u64>,
+    /// The overlay lookup the request is waiting for.
+    pub lookup: Option<u64>,
 }
 
 /// Context of a client transaction.
@@ -143,6 +159,11 @@ pub struct SipServer {
     authenticator: DigestAuthenticator,
     auth_failures: FailureLimiter,
     forks: ForkTable,
+    lookups: PendingLookups,
+    overlay_peers: OverlayPeers,
+    /// Requests to the node (lookups); drained with `poll_event` after every input, so it
+    /// holds at most what one input produced.
+    events: VecDeque<ServerEvent>,
     ids: IdGenerator,
     /// Stateless sends (errors, ACKs for 2xx, stray responses); transaction sends are queued
     /// in the transaction layer. Drained by the caller after every input, so it holds at most
@@ -153,7 +174,11 @@ pub struct SipServer {
 
 impl SipServer {
     pub fn new(config: ServerConfig, now: Instant) -> Result<SipServer, ServerConfigError> {
-        let identity = LocalIdentity::new(config.listeners.clone(), &config.domains);
+        let identity = LocalIdentity::new(
+            config.listeners.clone(),
+            &config.domains,
+            config.overlay_host.as_deref(),
+        );
         let transactions = TransactionLayer::new(TransactionConfig {
             t1: config.t1,
             t2: config.t2,
@@ -177,6 +202,9 @@ impl SipServer {
             authenticator,
             auth_failures: FailureLimiter::default(),
             forks: ForkTable::default(),
+            lookups: PendingLookups::default(),
+            overlay_peers: OverlayPeers::default(),
+            events: VecDeque::new(),
             ids,
             outbox: VecDeque::new(),
             stats: ServerStats::default(),
@@ -244,6 +272,7 @@ impl SipServer {
             self.transactions.poll_timeout(),
             self.location.poll_timeout(),
             self.forks.next_timer_c(),
+            self.lookups.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -254,6 +283,7 @@ impl SipServer {
         self.transactions.handle_timeout(now);
         self.location.purge_expired(now);
         self.fire_timer_c(now);
+        self.expire_lookups(now);
         self.drain_transaction_events(now);
     }
 
@@ -343,6 +373,9 @@ impl SipServer {
                 TransactionEvent::ServerTerminated { ctx, .. } => {
                     if let Some(fork) = ctx.fork {
                         self.forks.remove(fork);
+                    }
+                    if let Some(lookup) = ctx.lookup {
+                        self.lookups.forget(lookup);
                     }
                 }
             }

@@ -557,7 +557,13 @@ impl SipServer {
             return;
         };
         self.respond(now, tx, msg, 200, "OK", &[]);
-        let Some(fork_id) = self.transactions.server_ctx(invite).and_then(|c| c.fork) else {
+        let Some(ctx) = self.transactions.server_ctx(invite).copied() else {
+            return;
+        };
+        if self.cancel_lookup(now, ctx) {
+            return;
+        }
+        let Some(fork_id) = ctx.fork else {
             return;
         };
         let Some(fork) = self.forks.get_mut(fork_id) else {

@@ -21,6 +21,8 @@ enum RouteDecision {
     Forward(Vec<Target>),
     /// Answer with this status and reason.
     Reject(u16, &'static str),
+    /// No local binding: look the address-of-record up in the overlay.
+    Lookup { aor: String, own_routes: usize },
 }
 
 impl SipServer {
@@ -70,9 +72,12 @@ impl SipServer {
             self.handle_cancel(now, tx, msg, cancelled_invite);
             return;
         }
-        match self.route_request(now, msg, &method) {
+        match self.route_request(now, from, msg, &method) {
             RouteDecision::Local => self.handle_local(now, tx, from, msg, &method),
             RouteDecision::Forward(targets) => self.forward(now, tx, msg, targets),
+            RouteDecision::Lookup { aor, own_routes } => {
+                self.start_lookup(now, tx, msg, aor, own_routes);
+            }
             RouteDecision::Reject(status, reason) => {
                 self.respond(now, tx, msg, status, reason, &[]);
             }
@@ -82,6 +87,7 @@ impl SipServer {
     fn route_request(
         &mut self,
         now: Instant,
+        from: Peer,
         msg: &Message<'_>,
         method: &Method<'_>,
     ) -> RouteDecision {
@@ -142,7 +148,7 @@ impl SipServer {
             .identity
             .is_local_user_domain(request_uri.host, request_uri.port)
         {
-            return self.route_to_local_user(now, request_uri, own_routes);
+            return self.route_to_local_user(now, from, request_uri, own_routes);
         }
         // A target outside our domains: only IP literals can be reached until DNS routing
         // (RFC 3263) is available; in-dialog requests to a phone's Contact land here.
@@ -159,18 +165,24 @@ impl SipServer {
     fn route_to_local_user(
         &mut self,
         now: Instant,
+        from: Peer,
         request_uri: &Uri<'_>,
         own_routes: usize,
     ) -> RouteDecision {
         let aor = request_uri.aor();
-        let mut targets = Vec::new();
-        for binding in self.location.lookup(now, &aor) {
-            let Ok(contact) = Uri::parse(&binding.uri) else {
+        let bindings: Vec<(String, Peer)> = self
+            .location
+            .lookup(now, &aor)
+            .map(|binding| (binding.uri.to_string(), binding.source))
+            .collect();
+        let mut targets = Vec::with_capacity(bindings.len());
+        for (uri, source) in bindings {
+            let Ok(contact) = Uri::parse(&uri) else {
                 continue;
             };
-            if let Some(peer) = self.peer_for_binding(&contact, binding.source) {
+            if let Some(peer) = self.peer_for_binding(&contact, source) {
                 targets.push(Target {
-                    request_uri: Some(binding.uri.to_string()),
+                    request_uri: Some(uri),
                     peer,
                     pop_routes: own_routes,
                 });
@@ -178,6 +190,11 @@ impl SipServer {
         }
         if !targets.is_empty() {
             return RouteDecision::Forward(targets);
+        }
+        // A request that came over the overlay was routed here by a lookup: asking the
+        // overlay again could bounce it between nodes holding stale records.
+        if self.identity.overlay_host().is_some() && from.transport != Transport::Overlay {
+            return RouteDecision::Lookup { aor, own_routes };
         }
         let known_user = request_uri
             .user_unescaped()
@@ -217,7 +234,7 @@ impl SipServer {
     /// Where to send a request for a phone's binding. Bindings made over a stream reuse that
     /// connection (phones behind NAT can only be reached that way); others go to the contact
     /// address, or to the REGISTER's source when the contact is not an IP address.
-    fn peer_for_binding(&self, contact: &Uri<'_>, source: Peer) -> Option<Peer> {
+    fn peer_for_binding(&mut self, contact: &Uri<'_>, source: Peer) -> Option<Peer> {
         let contact_transport = uri_transport(contact);
         if source.transport.is_reliable()
             && source.connection.is_some()
@@ -229,12 +246,15 @@ impl SipServer {
     }
 
     /// The next-hop address for a URI whose host is an IP literal.
-    pub(super) fn peer_for_uri(&self, uri: &Uri<'_>) -> Option<Peer> {
+    pub(super) fn peer_for_uri(&mut self, uri: &Uri<'_>) -> Option<Peer> {
         let transport = uri_transport(uri).unwrap_or(if uri.scheme == Scheme::Sips {
             Transport::Tls
         } else {
             Transport::Udp
         });
+        if transport == Transport::Overlay {
+            return Some(self.overlay_peer(uri.host));
+        }
         let ip: IpAddr = uri
             .host
             .trim_start_matches('[')
@@ -255,13 +275,13 @@ impl SipServer {
         let Some(method) = msg.method().copied() else {
             return;
         };
-        match self.route_request(now, msg, &method) {
+        match self.route_request(now, from, msg, &method) {
             RouteDecision::Forward(targets) => {
                 if let Some(target) = targets.into_iter().next() {
                     self.forward_stateless(msg, target);
                 }
             }
-            RouteDecision::Local | RouteDecision::Reject(..) => {
+            RouteDecision::Local | RouteDecision::Reject(..) | RouteDecision::Lookup { .. } => {
                 debug!(remote = %from.remote, "ACK with no route dropped");
             }
         }

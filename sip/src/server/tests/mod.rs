@@ -1,6 +1,8 @@
 //! The server driven sans-IO with virtual time: phones are byte strings and addresses.
 
 use super::*;
+
+mod overlay;
 use crate::auth::{authorization_value, first_supported_challenge, Credential, Secret};
 use crate::message::Message;
 use std::net::SocketAddr;
