@@ -264,7 +264,7 @@ fn requests_from_the_overlay_are_not_looked_up_again() {
     let mut statuses = Vec::new();
     while let Some(t) = net.b.poll_transmit() {
         assert_eq!(t.to.transport, Transport::Overlay);
-        statuses.push(status_of(&String::from_utf8(t.payload.to_vec()).unwrap()));
+        statuses.push(status_of(std::str::from_utf8(&t.payload).unwrap()));
     }
     assert!(statuses.contains(&404), "{statuses:?}");
 }
