@@ -1,0 +1,160 @@
+//! The composed libp2p behaviour of an overlay node and how the swarm is built.
+
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{
+    autonat, dcutr, identify, identity::Keypair, kad, mdns, noise, ping, relay, tcp, yamux,
+    StreamProtocol, Swarm,
+};
+
+use super::config::{DhtMode, OverlayConfig};
+
+/// Kademlia protocol of the overlay; distinct from the IPFS DHT so the two never mix.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/p2psip/kad/1.0.0");
+/// Sent as identify's `protocolVersion`: nodes speaking another version are not added to the DHT.
+pub const IDENTIFY_PROTOCOL_VERSION: &str = "/p2psip/id/1.0.0";
+/// SIP messages between nodes, framed as on a SIP TCP connection.
+pub const SIP_PROTOCOL: StreamProtocol = StreamProtocol::new("/p2psip/sip/1.0.0");
+
+/// `p2psip/<crate version>`, sent as identify's agent version.
+pub fn agent_version() -> String {
+    format!("p2psip/{}", env!("CARGO_PKG_VERSION"))
+}
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct OverlayBehaviour {
+    pub kademlia: kad::Behaviour<kad::store::MemoryStore>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub autonat: autonat::Behaviour,
+    pub relay_client: relay::client::Behaviour,
+    pub relay_server: Toggle<relay::Behaviour>,
+    pub dcutr: dcutr::Behaviour,
+    pub sip_streams: libp2p_stream::Behaviour,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot set up the noise handshake: {0}")]
+    Noise(#[from] noise::Error),
+    #[error("cannot read the system DNS configuration: {0}")]
+    Dns(#[source] std::io::Error),
+    #[error("cannot start multicast DNS discovery: {0}")]
+    Mdns(#[source] std::io::Error),
+}
+
+/// Builds the swarm: TCP with noise and yamux, DNS resolution, the relay client transport, and
+/// every behaviour. Must run inside a tokio runtime (mDNS and TCP spawn on it).
+pub(crate) fn build_swarm(config: &OverlayConfig) -> Result<Swarm<OverlayBehaviour>, BuildError> {
+    // The behaviour constructor cannot return our error type, so mDNS is created first.
+    let local_peer_id = config.keypair.public().to_peer_id();
+    let mdns = if config.mdns {
+        Some(
+            mdns::tokio::Behaviour::new(mdns::Config::default(), local_peer_id)
+                .map_err(BuildError::Mdns)?,
+        )
+    } else {
+        None
+    };
+    let kademlia_config = kademlia_config(config);
+    let store_config = kad::store::MemoryStoreConfig {
+        max_records: config.max_stored_records,
+        // The store refuses values of exactly this size, hence the + 1.
+        max_value_bytes: config.max_record_size.saturating_add(1),
+        ..Default::default()
+    };
+    let dht_mode = config.dht_mode;
+    let relay_server = config.relay_server;
+    let idle_timeout = config.idle_connection_timeout;
+
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_dns()
+        .map_err(BuildError::Dns)?
+        .with_relay_client(noise::Config::new, yamux::Config::default)?
+        .with_behaviour(|keypair, relay_client| {
+            new_behaviour(
+                keypair,
+                relay_client,
+                mdns,
+                kademlia_config,
+                store_config,
+                dht_mode,
+                relay_server,
+            )
+        })
+        .unwrap_or_else(|never| match never {})
+        .with_swarm_config(|swarm_config| swarm_config.with_idle_connection_timeout(idle_timeout))
+        .build();
+    Ok(swarm)
+}
+
+fn kademlia_config(config: &OverlayConfig) -> kad::Config {
+    let mut kademlia = kad::Config::new(KAD_PROTOCOL);
+    kademlia
+        .set_query_timeout(config.lookup_timeout.max(config.publish_timeout))
+        .set_replication_factor(config.replication_factor)
+        // Room for a largest record plus the closer-peer list that travels with it.
+        .set_max_packet_size(
+            crate::record::KAD_MAX_PACKET_BYTES
+                .max(config.max_record_size.saturating_add(8 * 1024)),
+        )
+        // Every inbound record is validated and merged before it is stored (see `records`).
+        .set_record_filtering(kad::StoreInserts::FilterBoth)
+        // An upper bound only: each record is stored with the expiry of its own bindings.
+        // Without a TTL here, inbound records would lose their expiry altogether.
+        .set_record_ttl(Some(config.max_record_ttl))
+        .set_replication_interval(Some(config.replication_interval))
+        // Own records are republished by the network task's timer, which re-signs nothing but
+        // puts the current merged value; Kademlia's publication job would put a stale copy.
+        .set_publication_interval(None)
+        .set_provider_publication_interval(None)
+        // Lookups merge every value found; write-back of one of them is not wanted.
+        .set_caching(kad::Caching::Disabled);
+    kademlia
+}
+
+fn new_behaviour(
+    keypair: &Keypair,
+    relay_client: relay::client::Behaviour,
+    mdns: Option<mdns::tokio::Behaviour>,
+    kademlia_config: kad::Config,
+    store_config: kad::store::MemoryStoreConfig,
+    dht_mode: DhtMode,
+    relay_server: bool,
+) -> OverlayBehaviour {
+    let local_peer_id = keypair.public().to_peer_id();
+    let mut kademlia = kad::Behaviour::with_config(
+        local_peer_id,
+        kad::store::MemoryStore::with_config(local_peer_id, store_config),
+        kademlia_config,
+    );
+    kademlia.set_mode(match dht_mode {
+        DhtMode::Server => Some(kad::Mode::Server),
+        DhtMode::Client => Some(kad::Mode::Client),
+        DhtMode::Auto => None,
+    });
+    let identify = identify::Behaviour::new(
+        identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_owned(), keypair.public())
+            .with_agent_version(agent_version()),
+    );
+    OverlayBehaviour {
+        kademlia,
+        identify,
+        ping: ping::Behaviour::default(),
+        mdns: Toggle::from(mdns),
+        autonat: autonat::Behaviour::new(local_peer_id, autonat::Config::default()),
+        relay_client,
+        relay_server: Toggle::from(
+            relay_server.then(|| relay::Behaviour::new(local_peer_id, relay::Config::default())),
+        ),
+        dcutr: dcutr::Behaviour::new(local_peer_id),
+        sip_streams: libp2p_stream::Behaviour::new(),
+    }
+}

@@ -1,0 +1,1044 @@
+//! The network task: owns the swarm, executes the handles' commands and reacts to swarm
+//! events. Everything here runs on one task, so no state is shared or locked.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use libp2p::core::transport::ListenerId;
+use libp2p::identity::{Keypair, PublicKey};
+use libp2p::kad::store::RecordStore as _;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{DialError, SwarmEvent};
+use libp2p::{autonat, identify, kad, mdns, Multiaddr, PeerId, Swarm};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use super::behaviour::{
+    build_swarm, OverlayBehaviour, OverlayBehaviourEvent, IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL,
+};
+use super::config::OverlayConfig;
+use super::records::{
+    delegation_for, earlier, instant_at, is_dialable, now_unix, now_unix_millis, peer_id_of,
+    registration_expiry, serving_addrs, stored_record, without_peer_id, write_quorum,
+};
+use super::sip_stream::{self, OutboundSip, WriterSettings};
+use super::{
+    Discovery, LookupError, OverlayEvent, OverlayStats, PeerStatus, PublishError, PublishReport,
+    SendError, StartError,
+};
+use crate::authority::{AuthorityError, Delegation};
+use crate::key::{Aor, RecordKind};
+use crate::record::{next_seq, EntryDraft, NodeEntry, RecordBinding, RegistrationRecord};
+use crate::validate::{RecordValidator, Refusal, RefusalReason};
+
+/// How often expired records are purged from the local store.
+const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+/// How often own entries are checked for being due for republication; each entry is put
+/// again every `republish_interval`, spread as the original publishes were.
+const REPUBLISH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+pub(crate) enum Command {
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    Publish {
+        aor: Aor,
+        bindings: Vec<RecordBinding>,
+        reply: oneshot::Sender<Result<PublishReport, PublishError>>,
+    },
+    Withdraw {
+        aor: Aor,
+        reply: oneshot::Sender<Result<PublishReport, PublishError>>,
+    },
+    Lookup {
+        aor: Aor,
+        reply: oneshot::Sender<Result<Option<RegistrationRecord>, LookupError>>,
+    },
+    SendSip {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        message: Bytes,
+        reply: oneshot::Sender<Result<(), SendError>>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerStatus>>,
+    },
+    Stats {
+        reply: oneshot::Sender<OverlayStats>,
+    },
+    AddTrustAnchor {
+        domain: String,
+        key: PublicKey,
+        reply: oneshot::Sender<Result<(), AuthorityError>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A put of this node's entry waiting for Kademlia's answer.
+struct PendingPublish {
+    seq: u64,
+    quorum: NonZeroUsize,
+    /// `None` for republications, which nobody waits for.
+    reply: Option<oneshot::Sender<Result<PublishReport, PublishError>>>,
+}
+
+/// A lookup collecting the values Kademlia finds.
+struct PendingLookup {
+    key: Vec<u8>,
+    merged: Option<RegistrationRecord>,
+    reply: oneshot::Sender<Result<Option<RegistrationRecord>, LookupError>>,
+}
+
+/// The latest entry this node signed for an AoR, put again until it expires.
+struct OwnEntry {
+    entry: NodeEntry,
+    /// When the entry is put to the DHT again.
+    next_put: Instant,
+}
+
+/// Aborts the task when dropped, so that no task outlives the network task.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub(crate) struct Driver {
+    swarm: Swarm<OverlayBehaviour>,
+    keypair: Keypair,
+    config: OverlayConfig,
+    validator: RecordValidator,
+    delegations: Vec<Delegation>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<OverlayEvent>,
+    /// Answered once every listener has an address (or failed).
+    ready: Option<oneshot::Sender<Result<(), StartError>>>,
+    listeners_pending: HashSet<ListenerId>,
+    listeners_failed: Vec<(Multiaddr, String)>,
+    listener_addrs: HashMap<ListenerId, Multiaddr>,
+    pending_publishes: HashMap<kad::QueryId, PendingPublish>,
+    pending_lookups: HashMap<kad::QueryId, PendingLookup>,
+    /// Deadlines of pending publishes and lookups, earliest first; the counter keeps keys
+    /// unique because query ids are not ordered.
+    deadlines: BTreeMap<(Instant, u64), kad::QueryId>,
+    deadline_counter: u64,
+    own_entries: HashMap<Aor, OwnEntry>,
+    sip_control: libp2p_stream::Control,
+    sip_writers: HashMap<PeerId, mpsc::Sender<OutboundSip>>,
+    sip_writer_tasks: JoinSet<()>,
+    _sip_acceptor: AbortOnDrop,
+    sip_dropped: Arc<AtomicU64>,
+    refused_unsupported_kind: u64,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        config: OverlayConfig,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<OverlayEvent>,
+        ready: oneshot::Sender<Result<(), StartError>>,
+    ) -> Result<Driver, StartError> {
+        let mut swarm = build_swarm(&config)?;
+        let mut listeners_pending = HashSet::new();
+        let mut listener_addrs = HashMap::new();
+        for address in &config.listen {
+            let listener =
+                swarm
+                    .listen_on(address.clone())
+                    .map_err(|error| StartError::Listen {
+                        address: address.clone(),
+                        reason: error.to_string(),
+                    })?;
+            listeners_pending.insert(listener);
+            listener_addrs.insert(listener, address.clone());
+        }
+        for address in &config.bootstrap {
+            let peer = peer_id_of(address).ok_or_else(|| StartError::BootstrapWithoutPeerId {
+                address: address.clone(),
+            })?;
+            swarm
+                .behaviour_mut()
+                .kademlia
+                .add_address(&peer, without_peer_id(address));
+            if let Err(error) = swarm.dial(address.clone()) {
+                tracing::warn!(%peer, %address, %error, "cannot dial bootstrap node");
+            }
+        }
+        if !config.bootstrap.is_empty() {
+            // Fails only without known peers, which the loop above rules out.
+            let _ = swarm.behaviour_mut().kademlia.bootstrap();
+        }
+        let sip_control = swarm.behaviour().sip_streams.new_control();
+        let sip_dropped = Arc::new(AtomicU64::new(0));
+        let acceptor = tokio::spawn(
+            sip_stream::accept_inbound(
+                sip_control.clone(),
+                events.clone(),
+                config.max_inbound_sip_streams,
+                config.max_sip_message_size,
+                Arc::clone(&sip_dropped),
+            )
+            .in_current_span(),
+        );
+        Ok(Driver {
+            keypair: config.keypair.clone(),
+            validator: config.validator.clone(),
+            delegations: config.delegations.clone(),
+            swarm,
+            config,
+            commands,
+            events,
+            ready: Some(ready),
+            listeners_pending,
+            listeners_failed: Vec::new(),
+            listener_addrs,
+            pending_publishes: HashMap::new(),
+            pending_lookups: HashMap::new(),
+            deadlines: BTreeMap::new(),
+            deadline_counter: 0,
+            own_entries: HashMap::new(),
+            sip_control,
+            sip_writers: HashMap::new(),
+            sip_writer_tasks: JoinSet::new(),
+            _sip_acceptor: AbortOnDrop(acceptor),
+            sip_dropped,
+            refused_unsupported_kind: 0,
+        })
+    }
+
+    pub(crate) async fn run(mut self) {
+        if self.listeners_pending.is_empty() {
+            self.answer_ready();
+        }
+        let mut republish =
+            tokio::time::interval(REPUBLISH_CHECK_INTERVAL.min(self.config.republish_interval));
+        republish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut purge = tokio::time::interval(PURGE_INTERVAL);
+        purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let next_deadline = self.deadlines.keys().next().map(|(at, _)| *at);
+            let deadline_sleep = tokio::time::sleep_until(
+                next_deadline.unwrap_or_else(|| Instant::now() + PURGE_INTERVAL),
+            );
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => {
+                        self.stop().await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(command) => self.on_command(command),
+                    // Every handle is gone.
+                    None => break,
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = deadline_sleep, if next_deadline.is_some() => self.on_deadlines(),
+                _ = republish.tick() => self.republish_due_entries(),
+                _ = purge.tick() => self.purge_expired(),
+                Some(_) = self.sip_writer_tasks.join_next(), if !self.sip_writer_tasks.is_empty() => {}
+            }
+        }
+        self.stop().await;
+    }
+
+    async fn stop(&mut self) {
+        tracing::info!("overlay shutting down");
+        // Writers end when their queues close; give them a moment to close streams politely.
+        self.sip_writers.clear();
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while self.sip_writer_tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.sip_writer_tasks.abort_all();
+        for (_, pending) in self.pending_publishes.drain() {
+            if let Some(reply) = pending.reply {
+                let _ = reply.send(Err(PublishError::Shutdown));
+            }
+        }
+        for (_, pending) in self.pending_lookups.drain() {
+            let _ = pending.reply.send(Err(LookupError::Shutdown));
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::Publish {
+                aor,
+                bindings,
+                reply,
+            } => {
+                let result = self.sign_own_entry(&aor, bindings);
+                match result {
+                    Ok(entry) => self.put_own_entry(aor, entry, Some(reply)),
+                    Err(error) => {
+                        let _ = reply.send(Err(error));
+                    }
+                }
+            }
+            Command::Withdraw { aor, reply } => match self.sign_withdrawal(&aor) {
+                Ok(entry) => self.put_own_entry(aor, entry, Some(reply)),
+                Err(error) => {
+                    let _ = reply.send(Err(error));
+                }
+            },
+            Command::Lookup { aor, reply } => self.start_lookup(&aor, reply),
+            Command::SendSip {
+                peer,
+                addrs,
+                message,
+                reply,
+            } => self.send_sip(peer, addrs, message, reply),
+            Command::Peers { reply } => {
+                let _ = reply.send(self.routing_table());
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(self.stats());
+            }
+            Command::AddTrustAnchor { domain, key, reply } => {
+                let _ = reply.send(self.validator.anchors_mut().add(&domain, key));
+            }
+            Command::Shutdown { reply } => {
+                // Handled in `run`, which must leave its loop.
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    // ----- records -------------------------------------------------------------------
+
+    /// Signs this node's new entry for `aor`, with a sequence number above any it used
+    /// before for that AoR (in memory or still in the local store).
+    fn sign_own_entry(
+        &mut self,
+        aor: &Aor,
+        bindings: Vec<RecordBinding>,
+    ) -> Result<NodeEntry, PublishError> {
+        let now = now_unix();
+        let previous = self.previous_own_entry(aor);
+        let last_seq = previous.as_ref().map_or(0, |entry| entry.seq);
+        let mut draft = EntryDraft::new(next_seq(last_seq, now_unix_millis()), now, bindings)
+            .with_addrs(self.serving_addrs())
+            .with_delegation(delegation_for(&self.delegations, aor.domain(), now).cloned());
+        if let Some(previous) = &previous {
+            draft = draft.outliving(previous);
+        }
+        Ok(NodeEntry::sign(&self.keypair, aor, draft)?)
+    }
+
+    fn sign_withdrawal(&mut self, aor: &Aor) -> Result<NodeEntry, PublishError> {
+        let previous = self
+            .previous_own_entry(aor)
+            .ok_or(PublishError::NotPublished)?;
+        let now = now_unix();
+        let draft =
+            EntryDraft::withdrawal(next_seq(previous.seq, now_unix_millis()), now, &previous);
+        Ok(NodeEntry::sign(&self.keypair, aor, draft)?)
+    }
+
+    /// This node's latest entry for `aor`: the one in memory, or one still in the local
+    /// store from an earlier run (the DHT may have handed it back).
+    fn previous_own_entry(&mut self, aor: &Aor) -> Option<NodeEntry> {
+        let local_peer = *self.swarm.local_peer_id();
+        let key = kad::RecordKey::new(&aor.dht_key(RecordKind::Registration));
+        let stored = self
+            .swarm
+            .behaviour_mut()
+            .kademlia
+            .store_mut()
+            .get(&key)
+            .and_then(|record| RegistrationRecord::decode(&record.value).ok())
+            .and_then(|record| record.entry(&local_peer).cloned());
+        let remembered = self.own_entries.get(aor).map(|own| own.entry.clone());
+        match (remembered, stored) {
+            (Some(a), Some(b)) => Some(if b.seq > a.seq { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn serving_addrs(&self) -> Vec<Multiaddr> {
+        serving_addrs(self.swarm.external_addresses(), self.swarm.listeners())
+    }
+
+    /// Validates and stores `entry` locally (merged with what is stored), remembers it for
+    /// republication, and puts a record holding only this entry to the closest nodes: the
+    /// other entries are their publishers' to spread.
+    fn put_own_entry(
+        &mut self,
+        aor: Aor,
+        entry: NodeEntry,
+        reply: Option<oneshot::Sender<Result<PublishReport, PublishError>>>,
+    ) {
+        let seq = entry.seq;
+        let answer = |reply: Option<oneshot::Sender<_>>, result| {
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
+        };
+        let now = now_unix();
+        let expires_at = entry.effective_expiry();
+        let value = match RegistrationRecord::with_entry(aor.clone(), entry.clone()).encode() {
+            Ok(value) => value,
+            Err(error) => return answer(reply, Err(PublishError::Record(error))),
+        };
+        let key_bytes = aor.dht_key(RecordKind::Registration);
+        let key = kad::RecordKey::new(&key_bytes);
+        let kademlia = &mut self.swarm.behaviour_mut().kademlia;
+        let existing = kademlia.store_mut().get(&key).map(|r| r.value.clone());
+        let merged = match self
+            .validator
+            .validate_put(&key_bytes, &value, existing.as_deref(), now)
+        {
+            Ok(merged) => merged,
+            Err(refusal) => return answer(reply, Err(PublishError::Refused(refusal))),
+        };
+        let merged_expiry = registration_expiry(&merged).map(|at| instant_at(at, now));
+        let merged = stored_record(key.clone(), merged, merged_expiry);
+        let known_peers = self.routing_table_size();
+        let has_query_slot = self.has_query_slot();
+        let next_put = if has_query_slot {
+            Instant::now() + self.config.republish_interval
+        } else {
+            // Put as soon as a query slot frees up.
+            Instant::now()
+        };
+        self.own_entries
+            .insert(aor.clone(), OwnEntry { entry, next_put });
+        let kademlia = &mut self.swarm.behaviour_mut().kademlia;
+        if known_peers == 0 || !has_query_slot {
+            let stored = kademlia.store_mut().put(merged);
+            return answer(
+                reply,
+                match stored {
+                    Err(error) => Err(PublishError::Store(error.to_string())),
+                    // Republished as soon as a peer is known.
+                    Ok(()) if known_peers == 0 => Ok(PublishReport {
+                        seq,
+                        remote_copies: 0,
+                        quorum_met: false,
+                    }),
+                    Ok(()) => Err(PublishError::Busy),
+                },
+            );
+        }
+        let quorum = write_quorum(self.config.write_quorum, known_peers);
+        let mut outgoing = kad::Record::new(key, value);
+        outgoing.expires = Some(instant_at(expires_at, now));
+        // `put_record` also stores `outgoing` locally; the merged value replaces it below.
+        let query = match kademlia.put_record(outgoing, kad::Quorum::N(quorum)) {
+            Ok(query) => query,
+            Err(error) => return answer(reply, Err(PublishError::Store(error.to_string()))),
+        };
+        if let Err(error) = kademlia.store_mut().put(merged) {
+            tracing::warn!(%aor, %error, "cannot store merged record locally");
+        }
+        tracing::debug!(%aor, seq, known_peers, quorum = quorum.get(), "putting own entry");
+        // Republications have no deadline of their own: nobody waits for them, and
+        // Kademlia's query timeout ends them.
+        if reply.is_some() {
+            self.add_deadline(query, self.config.publish_timeout);
+        }
+        self.pending_publishes
+            .insert(query, PendingPublish { seq, quorum, reply });
+    }
+
+    /// Puts the own entries that are due again, as far as query slots allow, and forgets
+    /// expired ones.
+    fn republish_due_entries(&mut self) {
+        let now_unix = now_unix();
+        self.own_entries
+            .retain(|_, own| !own.entry.is_expired(now_unix));
+        if self.routing_table_size() == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let free_slots = self
+            .config
+            .max_concurrent_queries
+            .saturating_sub(self.pending_queries());
+        let due: Vec<(Aor, NodeEntry)> = self
+            .own_entries
+            .iter()
+            .filter(|(_, own)| own.next_put <= now)
+            .take(free_slots)
+            .map(|(aor, own)| (aor.clone(), own.entry.clone()))
+            .collect();
+        if !due.is_empty() {
+            tracing::debug!(count = due.len(), "republishing own entries");
+        }
+        for (aor, entry) in due {
+            self.put_own_entry(aor, entry, None);
+        }
+    }
+
+    /// Makes every own entry due, e.g. when the first peer appears after publishing alone.
+    fn make_own_entries_due(&mut self) {
+        let now = Instant::now();
+        for own in self.own_entries.values_mut() {
+            own.next_put = now;
+        }
+    }
+
+    fn pending_queries(&self) -> usize {
+        self.pending_publishes.len() + self.pending_lookups.len()
+    }
+
+    fn has_query_slot(&self) -> bool {
+        self.pending_queries() < self.config.max_concurrent_queries
+    }
+
+    fn on_put_result(&mut self, query: kad::QueryId, result: kad::PutRecordResult) {
+        let Some(pending) = self.pending_publishes.remove(&query) else {
+            return;
+        };
+        let outcome = match result {
+            Ok(_) => Ok(PublishReport {
+                seq: pending.seq,
+                remote_copies: pending.quorum.get(),
+                quorum_met: true,
+            }),
+            Err(
+                kad::PutRecordError::QuorumFailed { success, .. }
+                | kad::PutRecordError::Timeout { success, .. },
+            ) if !success.is_empty() => Ok(PublishReport {
+                seq: pending.seq,
+                remote_copies: success.len(),
+                quorum_met: false,
+            }),
+            Err(error) => {
+                tracing::debug!(%error, "put reached no node");
+                Err(PublishError::NoCopies {
+                    needed: pending.quorum.get(),
+                })
+            }
+        };
+        if let Some(reply) = pending.reply {
+            let _ = reply.send(outcome);
+        }
+    }
+
+    fn start_lookup(
+        &mut self,
+        aor: &Aor,
+        reply: oneshot::Sender<Result<Option<RegistrationRecord>, LookupError>>,
+    ) {
+        if !self.has_query_slot() {
+            let _ = reply.send(Err(LookupError::Busy));
+            return;
+        }
+        let key = aor.dht_key(RecordKind::Registration);
+        let query = self
+            .swarm
+            .behaviour_mut()
+            .kademlia
+            .get_record(kad::RecordKey::new(&key));
+        self.pending_lookups.insert(
+            query,
+            PendingLookup {
+                key,
+                merged: None,
+                reply,
+            },
+        );
+        self.add_deadline(query, self.config.lookup_timeout);
+    }
+
+    fn on_get_result(
+        &mut self,
+        query: kad::QueryId,
+        result: kad::GetRecordResult,
+        step: kad::ProgressStep,
+    ) {
+        let Some(pending) = self.pending_lookups.get_mut(&query) else {
+            return;
+        };
+        if let Ok(kad::GetRecordOk::FoundRecord(found)) = result {
+            let now = now_unix();
+            match self
+                .validator
+                .validate_fetched(&pending.key, &found.record.value, now)
+            {
+                Ok(record) => {
+                    pending.merged = Some(match pending.merged.take() {
+                        Some(merged) => RegistrationRecord::merge(&merged, &record, now),
+                        None => record,
+                    });
+                }
+                Err(refusal) => {
+                    let from = found.peer.map(|peer| peer.to_string());
+                    tracing::info!(from = from.as_deref().unwrap_or("local store"), %refusal, "fetched record refused");
+                }
+            }
+        }
+        if step.last {
+            if let Some(pending) = self.pending_lookups.remove(&query) {
+                let _ = pending.reply.send(Ok(pending.merged));
+            }
+        }
+    }
+
+    /// A record put by `source`: stored only as the validator's merged value.
+    fn on_inbound_put(&mut self, source: PeerId, record: kad::Record) {
+        let now = now_unix();
+        let key_bytes = record.key.to_vec();
+        let kademlia = &mut self.swarm.behaviour_mut().kademlia;
+        let existing = kademlia
+            .store_mut()
+            .get(&record.key)
+            .map(|r| r.value.clone());
+        let kind = key_bytes.first().copied().and_then(RecordKind::from_byte);
+        let result = match kind {
+            Some(RecordKind::Registration) => {
+                self.validator
+                    .validate_put(&key_bytes, &record.value, existing.as_deref(), now)
+            }
+            Some(RecordKind::DomainAuthority) => self.validator.validate_authority_put(
+                &key_bytes,
+                &record.value,
+                existing.as_deref(),
+                now,
+            ),
+            Some(RecordKind::Mailbox) | None => {
+                self.refused_unsupported_kind = self.refused_unsupported_kind.saturating_add(1);
+                Err(Refusal::new(
+                    RefusalReason::WrongKey,
+                    "this node does not store records of this kind",
+                ))
+            }
+        };
+        match result {
+            Ok(merged) => {
+                let own_expiry = match kind {
+                    Some(RecordKind::Registration) => {
+                        registration_expiry(&merged).map(|at| instant_at(at, now))
+                    }
+                    _ => None,
+                };
+                let expires = earlier(record.expires, own_expiry);
+                let stored = stored_record(record.key, merged, expires);
+                if let Err(error) = self.swarm.behaviour_mut().kademlia.store_mut().put(stored) {
+                    tracing::warn!(from = %source, %error, "cannot store accepted record");
+                }
+            }
+            Err(refusal) => {
+                tracing::info!(from = %source, %refusal, "record refused");
+                self.emit(OverlayEvent::RecordRefused {
+                    from: source,
+                    refusal,
+                });
+            }
+        }
+    }
+
+    /// Removes records whose bindings have all expired from the local store.
+    fn purge_expired(&mut self) {
+        let now = std::time::Instant::now();
+        let store = self.swarm.behaviour_mut().kademlia.store_mut();
+        let expired: Vec<kad::RecordKey> = store
+            .records()
+            .filter(|record| record.is_expired(now))
+            .map(|record| record.key.clone())
+            .collect();
+        for key in &expired {
+            store.remove(key);
+        }
+        if !expired.is_empty() {
+            tracing::debug!(count = expired.len(), "purged expired records");
+        }
+    }
+
+    fn add_deadline(&mut self, query: kad::QueryId, after: Duration) {
+        self.deadline_counter = self.deadline_counter.wrapping_add(1);
+        self.deadlines
+            .insert((Instant::now() + after, self.deadline_counter), query);
+    }
+
+    /// Answers publishes and lookups whose time is up with what is known so far.
+    fn on_deadlines(&mut self) {
+        let now = Instant::now();
+        while let Some(entry) = self.deadlines.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let query = entry.remove();
+            if let Some(pending) = self.pending_lookups.remove(&query) {
+                let answer = match pending.merged {
+                    Some(record) => Ok(Some(record)),
+                    None => Err(LookupError::Timeout),
+                };
+                let _ = pending.reply.send(answer);
+                if let Some(mut running) = self.swarm.behaviour_mut().kademlia.query_mut(&query) {
+                    running.finish();
+                }
+            }
+            if let Some(pending) = self.pending_publishes.remove(&query) {
+                let kademlia = &mut self.swarm.behaviour_mut().kademlia;
+                let acknowledged = kademlia.query_mut(&query).map_or(0, |mut running| {
+                    let acknowledged = match running.info() {
+                        kad::QueryInfo::PutRecord {
+                            phase: kad::PutRecordPhase::PutRecord { success, .. },
+                            ..
+                        } => success.len(),
+                        _ => 0,
+                    };
+                    running.finish();
+                    acknowledged
+                });
+                if let Some(reply) = pending.reply {
+                    let outcome = if acknowledged > 0 {
+                        Ok(PublishReport {
+                            seq: pending.seq,
+                            remote_copies: acknowledged,
+                            quorum_met: acknowledged >= pending.quorum.get(),
+                        })
+                    } else {
+                        Err(PublishError::NoCopies {
+                            needed: pending.quorum.get(),
+                        })
+                    };
+                    let _ = reply.send(outcome);
+                }
+            }
+        }
+    }
+
+    // ----- SIP -----------------------------------------------------------------------
+
+    fn send_sip(
+        &mut self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        message: Bytes,
+        reply: oneshot::Sender<Result<(), SendError>>,
+    ) {
+        if peer == *self.swarm.local_peer_id() {
+            let _ = reply.send(Err(SendError::OwnPeer));
+            return;
+        }
+        if let Err(error) = sip_stream::check_framing(&message, self.config.max_sip_message_size) {
+            let _ = reply.send(Err(error));
+            return;
+        }
+        if !self.swarm.is_connected(&peer) && !addrs.is_empty() {
+            let addresses = addrs.iter().map(without_peer_id).collect();
+            let dial = DialOpts::peer_id(peer)
+                .addresses(addresses)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            match self.swarm.dial(dial) {
+                Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {}
+                // The writer reports the failure when it cannot open the stream.
+                Err(error) => tracing::debug!(%peer, %error, "cannot dial for SIP"),
+            }
+        }
+        let mut item = OutboundSip {
+            bytes: message,
+            done: reply,
+        };
+        if let Some(queue) = self.sip_writers.get(&peer) {
+            match queue.try_send(item) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(item)) => {
+                    tracing::warn!(%peer, "SIP send queue full; dropping message");
+                    let _ = item.done.send(Err(SendError::QueueFull));
+                    return;
+                }
+                // The writer ended after being idle; a new one takes over below.
+                Err(mpsc::error::TrySendError::Closed(returned)) => {
+                    self.sip_writers.remove(&peer);
+                    item = returned;
+                }
+            }
+        }
+        if self.sip_writers.len() >= self.config.max_sip_peers {
+            self.sip_writers.retain(|_, queue| !queue.is_closed());
+            if self.sip_writers.len() >= self.config.max_sip_peers {
+                let _ = item.done.send(Err(SendError::TooManyPeers));
+                return;
+            }
+        }
+        let (queue, queue_rx) = mpsc::channel(self.config.sip_send_queue_len.max(1));
+        let settings = WriterSettings {
+            open_timeout: self.config.sip_open_timeout,
+            write_timeout: self.config.sip_write_timeout,
+            idle_timeout: self.config.sip_idle_timeout,
+        };
+        let span = tracing::info_span!("sip_out", %peer);
+        self.sip_writer_tasks.spawn(
+            sip_stream::run_writer(peer, self.sip_control.clone(), queue_rx, settings)
+                .instrument(span),
+        );
+        // A fresh queue has room for at least one message.
+        if let Err(error) = queue.try_send(item) {
+            let item = match error {
+                mpsc::error::TrySendError::Full(item) | mpsc::error::TrySendError::Closed(item) => {
+                    item
+                }
+            };
+            let _ = item.done.send(Err(SendError::QueueFull));
+            return;
+        }
+        self.sip_writers.insert(peer, queue);
+    }
+
+    // ----- swarm events --------------------------------------------------------------
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<OverlayBehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                tracing::info!(%address, "listening");
+                self.listener_ready(listener_id);
+                self.emit(OverlayEvent::ListenAddr { address });
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.emit(OverlayEvent::ListenAddrExpired { address });
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason: Err(error),
+                ..
+            } => self.listener_failed(listener_id, error.to_string()),
+            SwarmEvent::ListenerError { listener_id, error } => {
+                self.listener_failed(listener_id, error.to_string());
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                endpoint,
+                ..
+            } => {
+                tracing::debug!(peer = %peer_id, address = %endpoint.get_remote_address(), "connected");
+                if num_established.get() == 1 {
+                    self.emit(OverlayEvent::PeerConnected { peer: peer_id });
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                cause,
+                ..
+            } => {
+                tracing::debug!(peer = %peer_id, cause = ?cause, "connection closed");
+                if num_established == 0 {
+                    self.emit(OverlayEvent::PeerDisconnected { peer: peer_id });
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(peer = ?peer_id, %error, "dial failed");
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::info!(%address, "external address confirmed");
+                self.emit(OverlayEvent::ExternalAddrConfirmed { address });
+            }
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: OverlayBehaviourEvent) {
+        match event {
+            OverlayBehaviourEvent::Kademlia(event) => self.on_kademlia_event(event),
+            OverlayBehaviourEvent::Identify(identify::Event::Received {
+                peer_id, info, ..
+            }) => {
+                self.on_identified(peer_id, info);
+            }
+            OverlayBehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                self.on_mdns_discovered(found);
+            }
+            OverlayBehaviourEvent::Autonat(autonat::Event::StatusChanged { old, new }) => {
+                tracing::info!(?old, ?new, "NAT status changed");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_kademlia_event(&mut self, event: kad::Event) {
+        match event {
+            kad::Event::InboundRequest {
+                request:
+                    kad::InboundRequest::PutRecord {
+                        source,
+                        record: Some(record),
+                        ..
+                    },
+            } => self.on_inbound_put(source, record),
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => match result {
+                kad::QueryResult::GetRecord(result) => self.on_get_result(id, result, step),
+                kad::QueryResult::PutRecord(result) => self.on_put_result(id, result),
+                kad::QueryResult::Bootstrap(Ok(ok)) if ok.num_remaining == 0 => {
+                    tracing::debug!("bootstrap done");
+                }
+                _ => {}
+            },
+            kad::Event::RoutingUpdated {
+                peer,
+                is_new_peer: true,
+                addresses,
+                ..
+            } => {
+                tracing::debug!(%peer, "peer added to routing table");
+                if self.routing_table_size() == 1 {
+                    // Entries published while alone reach the overlay now.
+                    self.make_own_entries_due();
+                }
+                self.emit(OverlayEvent::PeerDiscovered {
+                    peer,
+                    addresses: addresses.into_vec(),
+                    via: Discovery::Dht,
+                });
+            }
+            kad::Event::ModeChanged { new_mode } => {
+                tracing::info!(mode = %new_mode, "DHT mode changed");
+            }
+            _ => {}
+        }
+    }
+
+    /// Adds an identified overlay node's listen addresses to the routing table: Kademlia
+    /// cannot know on which address a peer that dialled in accepts connections.
+    fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
+        if info.protocol_version != IDENTIFY_PROTOCOL_VERSION
+            || !info.protocols.contains(&KAD_PROTOCOL)
+        {
+            return;
+        }
+        let kademlia = &mut self.swarm.behaviour_mut().kademlia;
+        for address in info.listen_addrs.into_iter().filter(is_dialable) {
+            kademlia.add_address(&peer, address);
+        }
+    }
+
+    fn on_mdns_discovered(&mut self, found: Vec<(PeerId, Multiaddr)>) {
+        let mut by_peer: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
+        for (peer, address) in found {
+            by_peer.entry(peer).or_default().push(address);
+        }
+        let was_alone = self.routing_table_size() == 0;
+        for (peer, addresses) in by_peer {
+            let kademlia = &mut self.swarm.behaviour_mut().kademlia;
+            for address in &addresses {
+                kademlia.add_address(&peer, address.clone());
+            }
+            tracing::debug!(%peer, "found by mDNS");
+            self.emit(OverlayEvent::PeerDiscovered {
+                peer,
+                addresses,
+                via: Discovery::Mdns,
+            });
+        }
+        if was_alone {
+            // Joining a mesh found on the LAN: learn the rest of it.
+            let _ = self.swarm.behaviour_mut().kademlia.bootstrap();
+        }
+    }
+
+    fn listener_ready(&mut self, listener: ListenerId) {
+        if self.listeners_pending.remove(&listener) && self.listeners_pending.is_empty() {
+            self.answer_ready();
+        }
+    }
+
+    fn listener_failed(&mut self, listener: ListenerId, reason: String) {
+        tracing::warn!(%reason, "listener failed");
+        if self.listeners_pending.remove(&listener) {
+            if let Some(address) = self.listener_addrs.get(&listener) {
+                self.listeners_failed.push((address.clone(), reason));
+            }
+            if self.listeners_pending.is_empty() {
+                self.answer_ready();
+            }
+        }
+    }
+
+    /// Start succeeds when at least one listener works (or none was asked for).
+    fn answer_ready(&mut self) {
+        let Some(ready) = self.ready.take() else {
+            return;
+        };
+        let answer = match self.listeners_failed.first() {
+            Some((address, reason)) if self.listeners_failed.len() == self.listener_addrs.len() => {
+                Err(StartError::Listen {
+                    address: address.clone(),
+                    reason: reason.clone(),
+                })
+            }
+            _ => Ok(()),
+        };
+        let _ = ready.send(answer);
+    }
+
+    // ----- views ---------------------------------------------------------------------
+
+    fn routing_table(&mut self) -> Vec<PeerStatus> {
+        let mut peers = Vec::new();
+        for bucket in self.swarm.behaviour_mut().kademlia.kbuckets() {
+            for entry in bucket.iter() {
+                peers.push((
+                    *entry.node.key.preimage(),
+                    entry.node.value.iter().cloned().collect::<Vec<_>>(),
+                ));
+            }
+        }
+        peers
+            .into_iter()
+            .map(|(peer, addresses)| PeerStatus {
+                peer,
+                addresses,
+                connected: self.swarm.is_connected(&peer),
+            })
+            .collect()
+    }
+
+    fn routing_table_size(&mut self) -> usize {
+        self.swarm
+            .behaviour_mut()
+            .kademlia
+            .kbuckets()
+            .map(|bucket| bucket.num_entries())
+            .sum()
+    }
+
+    fn stats(&mut self) -> OverlayStats {
+        OverlayStats {
+            validation: self.validator.counters(),
+            refused_unsupported_kind: self.refused_unsupported_kind,
+            stored_records: self
+                .swarm
+                .behaviour_mut()
+                .kademlia
+                .store_mut()
+                .records()
+                .count(),
+            own_publications: self.own_entries.len(),
+            sip_messages_dropped: self.sip_dropped.load(Ordering::Relaxed),
+            connected_peers: self.swarm.connected_peers().count(),
+        }
+    }
+
+    /// Events other than SIP messages are dropped when the queue is full: they are hints,
+    /// and the state they report can be queried.
+    fn emit(&self, event: OverlayEvent) {
+        if let Err(mpsc::error::TrySendError::Full(event)) = self.events.try_send(event) {
+            tracing::debug!(?event, "event queue full; dropping event");
+        }
+    }
+}
