@@ -12,4 +12,5 @@ pub mod authority;
 pub mod key;
 pub mod network;
 pub mod record;
+pub mod sip_name;
 pub mod validate;
