@@ -337,7 +337,9 @@ impl Overlay {
 
     /// Fetches the registration record of `aor` from the DHT (the local store included),
     /// validates every value found and merges the valid ones. `Ok(None)`: no valid record
-    /// exists. A record may hold only withdrawals or expired bindings; route with
+    /// exists. When [`OverlayConfig::lookup_timeout`] passes before the query ends, the
+    /// values found so far are the answer, or [`LookupError::Timeout`] when there are none.
+    /// A record may hold only withdrawals or expired bindings; route with
     /// [`RegistrationRecord::live_bindings`].
     pub async fn lookup(&self, aor: Aor) -> Result<Option<RegistrationRecord>, LookupError> {
         let answer = self.ask_within(self.lookup_timeout + ANSWER_GRACE, |reply| {
