@@ -1,12 +1,16 @@
 //! `p2psip`: a node of the p2psip peer-to-peer SIP overlay.
 //!
-//! Exit status: 0 after a clean shutdown, 2 for a usage or configuration error, 1 when the
-//! node cannot run (a port in use, an unwritable data directory).
+//! Exit status of `node`: 0 after a clean shutdown, 2 for a usage or configuration error, 1
+//! when the node cannot run (a port in use, an unwritable data directory). `lookup` and
+//! `peers`: 0 when found, 1 when not found or unreachable, 2 for a usage error.
 
 mod cli;
+mod client;
 mod config;
 mod connections;
+mod lru;
 mod node_info;
+mod overlay_link;
 mod runtime;
 mod startup;
 mod stream;
@@ -26,6 +30,8 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Node(args) => node(&args),
+        cli::Command::Lookup(args) => client::lookup(&args),
+        cli::Command::Peers(args) => client::peers(&args),
     }
 }
 

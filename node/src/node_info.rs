@@ -1,18 +1,28 @@
 //! `<data-dir>/node.json`: what a running node tells scripts, chiefly where it listens
-//! (ports chosen by the kernel for `:0` listeners included).
+//! (ports chosen by the kernel for `:0` listeners included) and, with the overlay on, its
+//! peer id and the full multiaddrs other nodes bootstrap from.
 
-use serde::Serialize;
+use libp2p::{Multiaddr, PeerId};
+use serde::{Deserialize, Serialize};
 use sip::server::Listener;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub const FILE_NAME: &str = "node.json";
+
+/// Largest node.json read back; the file a node writes is a few kilobytes.
+const MAX_FILE_SIZE: u64 = 1024 * 1024;
 
 #[derive(Debug, Serialize)]
 struct NodeInfo<'a> {
     pid: u32,
     version: &'static str,
     listeners: Vec<ListenerInfo<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_id: Option<String>,
+    /// Overlay addresses ending in `/p2p/<peer id>`, ready for `--bootstrap`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    p2p_addrs: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -22,8 +32,20 @@ struct ListenerInfo<'a> {
     advertised_host: &'a str,
 }
 
+/// The overlay part of node.json.
+#[derive(Debug, Clone)]
+pub struct OverlayInfo {
+    pub peer_id: PeerId,
+    /// Full addresses, each ending in `/p2p/<peer id>`.
+    pub p2p_addrs: Vec<Multiaddr>,
+}
+
 /// Writes the file atomically (temporary file, then rename), so a reader never sees half.
-pub fn write(data_dir: &Path, listeners: &[Listener]) -> io::Result<()> {
+pub fn write(
+    data_dir: &Path,
+    listeners: &[Listener],
+    overlay: Option<&OverlayInfo>,
+) -> io::Result<()> {
     let info = NodeInfo {
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION"),
@@ -35,6 +57,10 @@ pub fn write(data_dir: &Path, listeners: &[Listener]) -> io::Result<()> {
                 advertised_host: &l.advertised_host,
             })
             .collect(),
+        peer_id: overlay.map(|o| o.peer_id.to_string()),
+        p2p_addrs: overlay
+            .map(|o| o.p2p_addrs.iter().map(ToString::to_string).collect())
+            .unwrap_or_default(),
     };
     let mut json = serde_json::to_vec_pretty(&info).map_err(io::Error::other)?;
     json.push(b'\n');
@@ -43,25 +69,86 @@ pub fn write(data_dir: &Path, listeners: &[Listener]) -> io::Result<()> {
     std::fs::rename(&temporary, data_dir.join(FILE_NAME))
 }
 
+/// What `lookup` and `peers` read back from a node's file.
+#[derive(Debug, Deserialize)]
+struct OverlayPart {
+    #[serde(default)]
+    p2p_addrs: Vec<String>,
+}
+
+/// The `p2p_addrs` of `<data_dir>/node.json`, as written (each ending in `/p2p/<peer id>`).
+/// The error names the file and says what is wrong with it.
+pub fn read_p2p_addrs(data_dir: &Path) -> Result<Vec<String>, String> {
+    let path: PathBuf = data_dir.join(FILE_NAME);
+    let fail = |reason: &dyn std::fmt::Display| format!("{}: {reason}", path.display());
+    let size = std::fs::metadata(&path).map_err(|e| fail(&e))?.len();
+    if size > MAX_FILE_SIZE {
+        return Err(fail(&format_args!("larger than {MAX_FILE_SIZE} bytes")));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| fail(&e))?;
+    let part: OverlayPart = serde_json::from_str(&text).map_err(|e| fail(&e))?;
+    if part.p2p_addrs.is_empty() {
+        return Err(fail(
+            &"no p2p_addrs (is that node running with the overlay on?)",
+        ));
+    }
+    Ok(part.p2p_addrs)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use sip::transport::Transport;
 
-    #[test]
-    fn lists_listeners() {
-        let dir = tempfile::tempdir().unwrap();
-        let listeners = [Listener {
+    fn listeners() -> [Listener; 1] {
+        [Listener {
             transport: Transport::Tcp,
             addr: "[::1]:5070".parse().unwrap(),
             advertised_host: "[::1]".into(),
-        }];
-        write(dir.path(), &listeners).unwrap();
+        }]
+    }
+
+    #[test]
+    fn lists_listeners() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &listeners(), None).unwrap();
         let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(json["pid"], std::process::id());
         assert_eq!(json["listeners"][0]["transport"], "tcp");
         assert_eq!(json["listeners"][0]["address"], "[::1]:5070");
+        assert!(json.get("peer_id").is_none());
+        assert!(json.get("p2p_addrs").is_none());
+        assert!(read_p2p_addrs(dir.path())
+            .unwrap_err()
+            .contains("no p2p_addrs"));
+    }
+
+    #[test]
+    fn overlay_addresses_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let peer_id = libp2p::identity::Keypair::generate_ed25519()
+            .public()
+            .to_peer_id();
+        let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/4001/p2p/{peer_id}")
+            .parse()
+            .unwrap();
+        let info = OverlayInfo {
+            peer_id,
+            p2p_addrs: vec![addr.clone()],
+        };
+        write(dir.path(), &listeners(), Some(&info)).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["peer_id"], peer_id.to_string());
+        assert_eq!(read_p2p_addrs(dir.path()).unwrap(), [addr.to_string()]);
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = read_p2p_addrs(dir.path()).unwrap_err();
+        assert!(error.contains(FILE_NAME), "{error}");
     }
 }

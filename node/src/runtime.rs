@@ -2,12 +2,14 @@
 //! moves bytes between them. Everything else (accepting, stream I/O) runs in other tasks
 //! and talks to it through one bounded channel.
 //!
-//! Each turn: wait until a UDP socket is readable, a stream event arrives, the server's
-//! timer fires or shutdown is signalled; take `now` once; drain a bounded batch from every
-//! source; then send everything the server queued. The server is plain state and is never
-//! borrowed across an await.
+//! Each turn: wait until a UDP socket is readable, a stream event or overlay input arrives,
+//! the server's timer fires or shutdown is signalled; take `now` once; drain a bounded batch
+//! from every source; hand the overlay what the turn asked of it (lookups, changed
+//! registrations, see [`crate::overlay_link`]); then send everything the server queued. The
+//! server is plain state and is never borrowed across an await.
 
 use crate::connections::Connections;
+use crate::overlay_link::{LinkInput, OverlayLink, INPUT_BATCH};
 use crate::stream::StreamEvent;
 use crate::udp::{self, UdpEndpoint, RECV_BATCH};
 use sip::server::SipServer;
@@ -42,6 +44,8 @@ pub struct Core {
     timer: Pin<Box<Sleep>>,
     /// The deadline `timer` is set to; None when the server has no timer.
     timer_deadline: Option<Instant>,
+    /// None in single-node mode.
+    overlay: Option<OverlayLink>,
 }
 
 /// Why the core woke up.
@@ -49,6 +53,7 @@ enum Wake {
     /// A socket may be readable or the timer fired: poll everything.
     Ready,
     Event(StreamEvent),
+    Overlay(LinkInput),
 }
 
 impl Core {
@@ -57,6 +62,7 @@ impl Core {
         udp: Vec<UdpEndpoint>,
         connections: Connections,
         events: mpsc::Receiver<StreamEvent>,
+        overlay: Option<OverlayLink>,
     ) -> Core {
         Core {
             server,
@@ -68,12 +74,14 @@ impl Core {
             in_flight: Vec::with_capacity(EVENT_BATCH),
             timer: Box::pin(tokio::time::sleep(IDLE_SLEEP)),
             timer_deadline: None,
+            overlay,
         }
     }
 
     /// Runs until `shutdown` turns true (or its sender goes away), then sends what the
     /// server still has queued and lets go of every connection so their writers flush and
-    /// close.
+    /// close. With the overlay on, this node's registrations are then withdrawn (bounded by
+    /// [`crate::overlay_link::SHUTDOWN_WITHDRAW`]) and the overlay stopped.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         self.rearm_timer();
         loop {
@@ -88,18 +96,38 @@ impl Core {
                 wake = poll_fn(|cx| self.poll_wake(cx)) => wake,
             };
             let now = Instant::now();
-            if let Wake::Event(event) = wake {
-                self.handle_event(now, event);
-                for _ in 1..EVENT_BATCH {
-                    match self.events.try_recv() {
-                        Ok(event) => self.handle_event(now, event),
-                        Err(_) => break,
+            match wake {
+                Wake::Event(event) => {
+                    self.handle_event(now, event);
+                    for _ in 1..EVENT_BATCH {
+                        match self.events.try_recv() {
+                            Ok(event) => self.handle_event(now, event),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Wake::Overlay(input) => {
+                    if let Some(link) = &mut self.overlay {
+                        link.handle_input(now, &mut self.server, input);
+                    }
+                }
+                Wake::Ready => {}
+            }
+            // Every turn, whatever woke it, so a busy stream cannot starve the overlay.
+            if let Some(link) = &mut self.overlay {
+                for _ in 0..INPUT_BATCH {
+                    match link.try_input() {
+                        Some(input) => link.handle_input(now, &mut self.server, input),
+                        None => break,
                     }
                 }
             }
             self.receive_udp(now);
             if self.timer_deadline.is_some_and(|deadline| deadline <= now) {
                 self.server.handle_timeout(now);
+            }
+            if let Some(link) = &mut self.overlay {
+                link.after_turn(now, &mut self.server);
             }
             self.flush().await;
             self.in_flight.clear();
@@ -127,6 +155,11 @@ impl Core {
             parse_errors = stats.parse_errors,
             "core stopped"
         );
+        if let Some(link) = self.overlay.take() {
+            // Collected first: the server is not borrowed across the withdrawal.
+            let aors: Vec<String> = self.server.location().aors().map(str::to_owned).collect();
+            link.shutdown(aors).await;
+        }
     }
 
     /// Registers interest in every source and reports whether any is ready. Readiness of a
@@ -136,6 +169,11 @@ impl Core {
             Poll::Ready(Some(event)) => return Poll::Ready(Wake::Event(event)),
             // Cannot happen while the core holds a sender in `Connections`; ignore.
             Poll::Ready(None) | Poll::Pending => {}
+        }
+        if let Some(link) = &mut self.overlay {
+            if let Poll::Ready(input) = link.poll_input(cx) {
+                return Poll::Ready(Wake::Overlay(input));
+            }
         }
         let mut ready = false;
         // Poll every socket, not just up to the first ready one, so all register a waker.
@@ -219,9 +257,12 @@ impl Core {
                 continue;
             }
             if to.transport == Transport::Overlay {
-                // Only produced when the server is configured with an overlay name, which
-                // this node does not set yet.
-                tracing::warn!("overlay message without an overlay dropped");
+                match &mut self.overlay {
+                    Some(link) => link.send(&self.server, transmit),
+                    // Only produced when the server has an overlay name, which it is given
+                    // only with the overlay on.
+                    None => tracing::warn!("overlay message without an overlay dropped"),
+                }
                 continue;
             }
             self.connections
@@ -233,7 +274,11 @@ impl Core {
     }
 
     fn rearm_timer(&mut self) {
-        let deadline = self.server.poll_timeout();
+        let overlay = self.overlay.as_ref().and_then(OverlayLink::poll_timeout);
+        let deadline = match (self.server.poll_timeout(), overlay) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if deadline == self.timer_deadline && !self.timer.is_elapsed() {
             return;
         }

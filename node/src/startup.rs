@@ -1,12 +1,19 @@
-//! Bringing a node up and down: bind listeners, set up TLS, start the core and accept
-//! tasks, publish `node.json`, wait for SIGINT/SIGTERM, shut down in order.
+//! Bringing a node up and down: bind listeners, set up TLS, join the overlay, start the
+//! core and accept tasks, publish `node.json`, wait for SIGINT/SIGTERM, shut down in order.
 
-use crate::config::{ConfigError, NodeConfig};
+use crate::config::{ConfigError, NodeConfig, OverlaySettings};
 use crate::connections::Connections;
+use crate::node_info::OverlayInfo;
+use crate::overlay_link::{OverlayLink, SHUTDOWN_WITHDRAW};
 use crate::runtime::Core;
 use crate::stream::{self, StreamShared, EVENT_QUEUE};
 use crate::udp::UdpEndpoint;
 use crate::{node_info, tls};
+use libp2p::multiaddr::Protocol;
+use libp2p::Multiaddr;
+use overlay::authority::TrustAnchors;
+use overlay::network::{Overlay, OverlayConfig, OverlayEvent};
+use overlay::validate::{AuthorityMode, RecordValidator};
 use sip::auth::Credential;
 use sip::server::{Listener, ServerConfig, SipServer};
 use sip::transport::Transport;
@@ -18,6 +25,11 @@ use tokio::sync::{mpsc, watch};
 
 /// How long connections get to flush their queues after the core stops.
 const CONNECTION_DRAIN: Duration = Duration::from_millis(1500);
+
+/// How long the core may take to stop: flushing, then with the overlay on withdrawing this
+/// node's registrations and stopping the overlay.
+const CORE_STOP: Duration = Duration::from_secs(2);
+const OVERLAY_STOP: Duration = Duration::from_secs(5);
 
 /// Why a node could not run. Configuration problems exit with status 2, others with 1.
 #[derive(Debug)]
@@ -87,6 +99,13 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
     if !config.server.open && users.is_empty() {
         tracing::warn!("no users and not --open: every REGISTER will be refused");
     }
+    let overlay = match &config.overlay {
+        Some(settings) => {
+            Some(start_overlay(settings, data_dir, config.server.lookup_timeout).await?)
+        }
+        None => None,
+    };
+
     let mut random_seed = [0u8; 32];
     rand::RngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut random_seed)
         .map_err(|e| RunError::Io(format!("no OS randomness: {e}")))?;
@@ -94,6 +113,9 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
         listeners: listeners.clone(),
         users,
         random_seed,
+        overlay_host: overlay
+            .as_ref()
+            .map(|(_, _, info)| overlay::sip_name::host_name(&info.peer_id)),
         ..config.server.clone()
     };
     let server = SipServer::new(server_config, Instant::now())
@@ -122,7 +144,24 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
             shutdown_rx.clone(),
         )));
     }
-    let core = Core::new(server, udp, Connections::new(shared.clone()), events_rx);
+    let (link, overlay_info) = match overlay {
+        Some((handle, overlay_events, info)) => {
+            (Some(OverlayLink::new(handle, overlay_events)), Some(info))
+        }
+        None => (None, None),
+    };
+    let core_stop = if link.is_some() {
+        CORE_STOP + SHUTDOWN_WITHDRAW + OVERLAY_STOP
+    } else {
+        CORE_STOP
+    };
+    let core = Core::new(
+        server,
+        udp,
+        Connections::new(shared.clone()),
+        events_rx,
+        link,
+    );
     let mut core_task = tokio::spawn(core.run(shutdown_rx));
 
     for listener in &listeners {
@@ -133,7 +172,7 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
             "listening"
         );
     }
-    node_info::write(data_dir, &listeners)
+    node_info::write(data_dir, &listeners, overlay_info.as_ref())
         .map_err(|e| RunError::Io(format!("data dir {}: {e}", data_dir.display())))?;
     tracing::info!(data_dir = %data_dir.display(), "node ready");
 
@@ -148,11 +187,7 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
         }
     };
     let _ = shutdown.send(true);
-    if !core_failed
-        && tokio::time::timeout(Duration::from_secs(2), core_task)
-            .await
-            .is_err()
-    {
+    if !core_failed && tokio::time::timeout(core_stop, core_task).await.is_err() {
         tracing::warn!("core did not stop in time");
     }
     for task in accept_tasks {
@@ -172,6 +207,59 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A running overlay: its handle, its events for the core, and what node.json says of it.
+type StartedOverlay = (Overlay, mpsc::Receiver<OverlayEvent>, OverlayInfo);
+
+/// Loads or creates the node key, starts the overlay in open authority mode and reports
+/// where it listens.
+async fn start_overlay(
+    settings: &OverlaySettings,
+    data_dir: &std::path::Path,
+    sip_lookup_timeout: Duration,
+) -> Result<StartedOverlay, RunError> {
+    let keypair = overlay::network::load_or_create_keypair(data_dir)
+        .map_err(|e| RunError::Io(format!("overlay: {e}")))?;
+    let mut overlay_config = OverlayConfig::new(keypair);
+    overlay_config.listen = settings.listen.clone();
+    overlay_config.bootstrap = settings.bootstrap.clone();
+    overlay_config.mdns = settings.mdns;
+    // Open mode until domain authorities are configured: entries signed by their serving
+    // node alone are accepted.
+    overlay_config.validator = RecordValidator::new(AuthorityMode::Open, TrustAnchors::new());
+    // Below the SIP server's own bound, so that partial DHT answers arrive before the
+    // request waiting for them is given up on.
+    overlay_config.lookup_timeout = (sip_lookup_timeout * 3 / 4).max(Duration::from_secs(1));
+    let (handle, events) = Overlay::start(overlay_config)
+        .await
+        .map_err(|e| RunError::Io(format!("overlay: {e}")))?;
+    let peer_id = handle.local_peer_id();
+    let listening = handle
+        .listen_addrs()
+        .await
+        .map_err(|e| RunError::Io(format!("overlay: {e}")))?;
+    let p2p_addrs: Vec<Multiaddr> = listening
+        .into_iter()
+        .map(|address| {
+            if matches!(address.iter().last(), Some(Protocol::P2p(_))) {
+                address
+            } else {
+                address.with(Protocol::P2p(peer_id))
+            }
+        })
+        .collect();
+    tracing::info!(
+        %peer_id,
+        host = %overlay::sip_name::host_name(&peer_id),
+        mdns = settings.mdns,
+        bootstrap = settings.bootstrap.len(),
+        "overlay started"
+    );
+    for address in &p2p_addrs {
+        tracing::info!(%address, "overlay listening");
+    }
+    Ok((handle, events, OverlayInfo { peer_id, p2p_addrs }))
 }
 
 /// SIGINT and SIGTERM.

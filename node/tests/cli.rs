@@ -160,6 +160,7 @@ fn node_starts_publishes_ports_and_stops_on_sigterm() {
             "--listen",
             "tcp:127.0.0.1:0",
             "--open",
+            "--no-overlay",
             "--log",
             "info",
             "--data-dir",
@@ -213,7 +214,13 @@ fn node_starts_publishes_ports_and_stops_on_sigterm() {
 fn tls_listener_generates_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = p2psip()
-        .args(["node", "--listen", "tls:127.0.0.1:0", "--data-dir"])
+        .args([
+            "node",
+            "--listen",
+            "tls:127.0.0.1:0",
+            "--no-overlay",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

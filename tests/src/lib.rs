@@ -4,18 +4,26 @@
 //!
 //! * [`Node`] runs the `p2psip` binary on free loopback ports with a temporary data
 //!   directory, waits until it answers SIP, and stops it (SIGTERM, then SIGKILL) on drop.
+//! * [`Mesh`] and [`MeshNode`] run several nodes joined into one overlay (bootstrap or
+//!   mDNS), and [`lookup`] runs `p2psip lookup` against them.
 //! * [`Sipp`] builds and runs a SIPp command line with a hard time limit and collects its
 //!   error log, final screen and statistics.
 //! * [`UdpClient`], [`Request`] and [`Response`] send hand-written SIP over UDP.
 //!
 //! Every wait in this crate is bounded in time and every loop in count.
 
+mod mesh;
 mod node;
 mod ports;
 mod raw_udp;
 mod sipp;
 mod users;
 
+pub use mesh::{
+    in_netns, lookup, missing_flags, peers, rerun_in_netns, run_bounded, run_p2psip,
+    wait_until_found, CommandOutcome, Mesh, MeshNode, MeshNodeConfig, NetnsRun, OverlayInfo,
+    IN_NETNS_ENV, NETNS_ADDR, P2P_LISTEN,
+};
 pub use node::{p2psip_bin, Node, NodeConfig};
 pub use ports::{free_port, wait_until_bound};
 pub use raw_udp::{Request, Response, UdpClient};

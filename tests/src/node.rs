@@ -60,6 +60,9 @@ pub struct NodeConfig {
     /// `--digest-algorithms LIST`: the digest challenges a 401 offers, most preferred
     /// first (`"MD5,SHA-256"`); `None` leaves the node's default (SHA-256, then MD5).
     pub digest_algorithms: Option<String>,
+    /// Join an overlay. Off by default (`--no-overlay`): single-node tests running at the
+    /// same time must not mesh with each other over mDNS.
+    pub overlay: bool,
     /// Further arguments, appended as they are.
     pub extra_args: Vec<String>,
 }
@@ -145,6 +148,9 @@ impl Node {
         }
         if let Some(algorithms) = &config.digest_algorithms {
             cmd.arg("--digest-algorithms").arg(algorithms);
+        }
+        if !config.overlay {
+            cmd.arg("--no-overlay");
         }
         cmd.args(&config.extra_args)
             .stdin(Stdio::null())

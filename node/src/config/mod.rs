@@ -15,6 +15,10 @@
 //! tls_cert = "cert.pem"
 //! tls_key = "key.pem"
 //! workers = 2
+//! overlay = true
+//! p2p_listen = ["/ip4/0.0.0.0/tcp/4001"]
+//! bootstrap = ["/ip4/192.0.2.10/tcp/4001/p2p/12D3KooWLy8mUBeyYGqzYFF4Urj2aPAyUoPmW5b4UebmEgv6gFVE"]
+//! mdns = true
 //!
 //! [limits]
 //! max_aors = 1000000
@@ -33,9 +37,13 @@
 //! ```
 //!
 //! Precedence: flag, then file, then default; `--log` falls back on `$RUST_LOG` before the
-//! file, as is usual for that variable.
+//! file, as is usual for that variable. `--no-overlay` and `--no-mdns` can only turn things
+//! off; with the overlay off, `p2p_listen` and `bootstrap` from the file are ignored, but the
+//! `--p2p-listen` and `--bootstrap` flags are an error (they contradict `--no-overlay`).
 
 use crate::cli::NodeArgs;
+use libp2p::multiaddr::Protocol;
+use libp2p::Multiaddr;
 use serde::Deserialize;
 use sip::server::ServerConfig;
 use sip::transport::Transport;
@@ -115,6 +123,10 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     workers: Option<usize>,
+    overlay: Option<bool>,
+    p2p_listen: Option<Vec<String>>,
+    bootstrap: Option<Vec<String>>,
+    mdns: Option<bool>,
     #[serde(default)]
     limits: LimitsFile,
     #[serde(default)]
@@ -186,8 +198,53 @@ pub struct NodeConfig {
     pub max_connections: usize,
     /// Largest message accepted on a stream before the connection is closed.
     pub max_message_size: usize,
-    /// Server settings except `listeners` and `users`, which are filled in at start-up.
+    /// Server settings except `listeners`, `users` and `overlay_host`, which are filled in
+    /// at start-up.
     pub server: ServerConfig,
+    /// The overlay; `None` in single-node mode (`--no-overlay`, `overlay = false`).
+    pub overlay: Option<OverlaySettings>,
+}
+
+/// How the node joins the overlay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlaySettings {
+    /// libp2p listen addresses (`/ip4/.../tcp/...`).
+    pub listen: Vec<Multiaddr>,
+    /// Nodes dialled at start, each ending in `/p2p/<peer id>`.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Discover nodes on the local link by multicast DNS.
+    pub mdns: bool,
+}
+
+/// The overlay listen address used when none is configured.
+pub fn default_p2p_listen() -> Multiaddr {
+    overlay::network::default_listen_addr()
+}
+
+/// Parses an overlay listen address: `/ip4/<address>/tcp/<port>` or the `/ip6/` form. The
+/// error is the reason only; callers add the origin.
+pub fn parse_p2p_listen(text: &str) -> Result<Multiaddr, String> {
+    let addr: Multiaddr = text.parse().map_err(|e| format!("not a multiaddr ({e})"))?;
+    let mut parts = addr.iter();
+    let ip = matches!(parts.next(), Some(Protocol::Ip4(_) | Protocol::Ip6(_)));
+    let tcp = matches!(parts.next(), Some(Protocol::Tcp(_)));
+    if !ip || !tcp || parts.next().is_some() {
+        return Err("expected /ip4/<address>/tcp/<port> or /ip6/<address>/tcp/<port>".to_string());
+    }
+    Ok(addr)
+}
+
+/// Parses a bootstrap address: a dialable multiaddr ending in `/p2p/<peer id>`. The error is
+/// the reason only; callers add the origin.
+pub fn parse_bootstrap(text: &str) -> Result<Multiaddr, String> {
+    let addr: Multiaddr = text.parse().map_err(|e| format!("not a multiaddr ({e})"))?;
+    if !matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+        return Err("must end in /p2p/<peer id>".to_string());
+    }
+    if addr.iter().count() < 2 {
+        return Err("needs an address before /p2p/<peer id>".to_string());
+    }
+    Ok(addr)
 }
 
 /// Where a value came from, for error messages: `--listen` or `config /x.toml: listen`.
@@ -261,6 +318,7 @@ pub fn resolve(args: &NodeArgs, env: &Environment) -> Result<NodeConfig, ConfigE
         None => FileConfig::default(),
     };
     let file_origin = |key| Origin::File(file_path.unwrap_or(Path::new("")), key);
+    let overlay = resolve_overlay(args, &file, &file_origin)?;
 
     let listen = if !args.listen.is_empty() {
         parse_listeners(&args.listen, Origin::Flag("listen"))?
@@ -470,7 +528,74 @@ pub fn resolve(args: &NodeArgs, env: &Environment) -> Result<NodeConfig, ConfigE
         max_connections,
         max_message_size,
         server,
+        overlay,
     })
+}
+
+/// The overlay settings: `None` when it is turned off.
+fn resolve_overlay<'a>(
+    args: &NodeArgs,
+    file: &FileConfig,
+    file_origin: &dyn Fn(&'static str) -> Origin<'a>,
+) -> Result<Option<OverlaySettings>, ConfigError> {
+    let enabled = !args.no_overlay && file.overlay.unwrap_or(true);
+    if !enabled {
+        let off = if args.no_overlay {
+            "--no-overlay".to_string()
+        } else {
+            file_origin("overlay").to_string() + " = false"
+        };
+        for (flag, values) in [
+            ("--p2p-listen", &args.p2p_listen),
+            ("--bootstrap", &args.bootstrap),
+        ] {
+            if !values.is_empty() {
+                return Err(ConfigError(format!(
+                    "{flag} is set but the overlay is off ({off})"
+                )));
+            }
+        }
+        return Ok(None);
+    }
+    let parse_all =
+        |values: &[String], origin: Origin<'_>, parse: fn(&str) -> Result<Multiaddr, String>| {
+            values
+                .iter()
+                .map(|value| parse(value).map_err(|reason| invalid(origin, value, reason)))
+                .collect::<Result<Vec<_>, _>>()
+        };
+    let listen = if !args.p2p_listen.is_empty() {
+        parse_all(
+            &args.p2p_listen,
+            Origin::Flag("p2p-listen"),
+            parse_p2p_listen,
+        )?
+    } else if let Some(listen) = &file.p2p_listen {
+        if listen.is_empty() {
+            return Err(invalid(
+                file_origin("p2p_listen"),
+                listen,
+                "needs at least one address",
+            ));
+        }
+        parse_all(listen, file_origin("p2p_listen"), parse_p2p_listen)?
+    } else {
+        vec![default_p2p_listen()]
+    };
+    let bootstrap = if !args.bootstrap.is_empty() {
+        parse_all(&args.bootstrap, Origin::Flag("bootstrap"), parse_bootstrap)?
+    } else {
+        parse_all(
+            file.bootstrap.as_deref().unwrap_or_default(),
+            file_origin("bootstrap"),
+            parse_bootstrap,
+        )?
+    };
+    Ok(Some(OverlaySettings {
+        listen,
+        bootstrap,
+        mdns: !args.no_mdns && file.mdns.unwrap_or(true),
+    }))
 }
 
 fn parse_listeners(values: &[String], origin: Origin<'_>) -> Result<Vec<ListenAddr>, ConfigError> {

@@ -349,3 +349,184 @@ fn digest_algorithms_from_flag_and_file() {
         .digest_algorithms
         .is_empty());
 }
+
+const PEER: &str = "12D3KooWLy8mUBeyYGqzYFF4Urj2aPAyUoPmW5b4UebmEgv6gFVE";
+
+#[test]
+fn overlay_defaults_on_with_mdns() {
+    let config = resolve(&no_flags(), &Environment::default()).unwrap();
+    let overlay = config.overlay.unwrap();
+    assert_eq!(overlay.listen, [default_p2p_listen()]);
+    assert_eq!(overlay.listen[0].to_string(), "/ip4/0.0.0.0/tcp/0");
+    assert!(overlay.bootstrap.is_empty());
+    assert!(overlay.mdns);
+}
+
+#[test]
+fn overlay_flags() {
+    let args = NodeArgs {
+        p2p_listen: vec!["/ip4/127.0.0.1/tcp/4001".into(), "/ip6/::1/tcp/0".into()],
+        bootstrap: vec![format!("/ip4/192.0.2.1/tcp/4001/p2p/{PEER}")],
+        no_mdns: true,
+        ..no_flags()
+    };
+    let overlay = resolve(&args, &Environment::default())
+        .unwrap()
+        .overlay
+        .unwrap();
+    assert_eq!(overlay.listen.len(), 2);
+    assert_eq!(overlay.listen[1].to_string(), "/ip6/::1/tcp/0");
+    assert_eq!(
+        overlay.bootstrap[0].to_string(),
+        format!("/ip4/192.0.2.1/tcp/4001/p2p/{PEER}")
+    );
+    assert!(!overlay.mdns);
+}
+
+#[test]
+fn overlay_keys_in_file_and_flags_win() {
+    let text = format!(
+        "p2p_listen = [\"/ip4/127.0.0.1/tcp/4001\"]\n\
+         bootstrap = [\"/dns4/seed.example/tcp/4001/p2p/{PEER}\"]\n\
+         mdns = false\n"
+    );
+    let (_dir, result) = resolve_file(&text);
+    let overlay = result.unwrap().overlay.unwrap();
+    assert_eq!(overlay.listen[0].to_string(), "/ip4/127.0.0.1/tcp/4001");
+    assert_eq!(overlay.bootstrap.len(), 1);
+    assert!(!overlay.mdns);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, &text);
+    let args = NodeArgs {
+        config: Some(path),
+        p2p_listen: vec!["/ip4/127.0.0.1/tcp/5001".into()],
+        ..no_flags()
+    };
+    let overlay = resolve(&args, &Environment::default())
+        .unwrap()
+        .overlay
+        .unwrap();
+    assert_eq!(overlay.listen[0].to_string(), "/ip4/127.0.0.1/tcp/5001");
+    assert_eq!(
+        overlay.bootstrap.len(),
+        1,
+        "the file's bootstrap list stays"
+    );
+}
+
+#[test]
+fn overlay_off_by_flag_or_key() {
+    let args = NodeArgs {
+        no_overlay: true,
+        ..no_flags()
+    };
+    assert_eq!(
+        resolve(&args, &Environment::default()).unwrap().overlay,
+        None
+    );
+    let (_dir, result) = resolve_file("overlay = false\n");
+    assert_eq!(result.unwrap().overlay, None);
+    // The file describes the overlay for when it is on; --no-overlay just ignores it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        &format!("bootstrap = [\"/ip4/192.0.2.1/tcp/4001/p2p/{PEER}\"]\n"),
+    );
+    let args = NodeArgs {
+        config: Some(path),
+        no_overlay: true,
+        ..no_flags()
+    };
+    assert_eq!(
+        resolve(&args, &Environment::default()).unwrap().overlay,
+        None
+    );
+}
+
+#[test]
+fn overlay_flags_contradicting_no_overlay_are_errors() {
+    let args = NodeArgs {
+        no_overlay: true,
+        bootstrap: vec![format!("/ip4/192.0.2.1/tcp/4001/p2p/{PEER}")],
+        ..no_flags()
+    };
+    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    assert_eq!(
+        err,
+        "--bootstrap is set but the overlay is off (--no-overlay)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, "overlay = false\n");
+    let args = NodeArgs {
+        config: Some(path.clone()),
+        p2p_listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        ..no_flags()
+    };
+    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    assert_eq!(
+        err,
+        format!(
+            "--p2p-listen is set but the overlay is off (config {}: overlay = false)",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn bad_bootstrap_names_flag_or_key() {
+    let args = NodeArgs {
+        bootstrap: vec!["/ip4/192.0.2.1/tcp/4001".into()],
+        ..no_flags()
+    };
+    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    assert_eq!(
+        err,
+        "--bootstrap \"/ip4/192.0.2.1/tcp/4001\": must end in /p2p/<peer id>"
+    );
+    let args = NodeArgs {
+        bootstrap: vec!["not-a-multiaddr".into()],
+        ..no_flags()
+    };
+    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    assert!(
+        err.starts_with("--bootstrap \"not-a-multiaddr\": not a multiaddr"),
+        "{err}"
+    );
+    let (dir, result) = resolve_file(&format!("bootstrap = [\"/p2p/{PEER}\"]\n"));
+    let err = result.unwrap_err().0;
+    assert_eq!(
+        err,
+        format!(
+            "config {}: bootstrap \"/p2p/{PEER}\": needs an address before /p2p/<peer id>",
+            dir.path().join("node.toml").display()
+        )
+    );
+}
+
+#[test]
+fn bad_p2p_listen_names_flag_or_key() {
+    let args = NodeArgs {
+        p2p_listen: vec!["/ip4/127.0.0.1/udp/4001".into()],
+        ..no_flags()
+    };
+    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    assert_eq!(
+        err,
+        "--p2p-listen \"/ip4/127.0.0.1/udp/4001\": expected /ip4/<address>/tcp/<port> or /ip6/<address>/tcp/<port>"
+    );
+    let (_dir, result) = resolve_file("p2p_listen = [\"udp:1.2.3.4:5\"]\n");
+    let err = result.unwrap_err().0;
+    assert!(
+        err.contains(": p2p_listen \"udp:1.2.3.4:5\": not a multiaddr"),
+        "{err}"
+    );
+    let (_dir, result) = resolve_file("p2p_listen = []\n");
+    let err = result.unwrap_err().0;
+    assert!(
+        err.ends_with(": p2p_listen []: needs at least one address"),
+        "{err}"
+    );
+    let (_dir, result) = resolve_file("mdns = \"yes\"\n");
+    assert!(result.unwrap_err().0.contains("invalid type"));
+}

@@ -1,0 +1,440 @@
+//! `p2psip lookup` and `p2psip peers`: a short-lived overlay client with an ephemeral
+//! identity, a DHT client (it stores nothing for others and listens nowhere), bootstrapped
+//! from `--bootstrap` or from the local node's `node.json`. Everything is bounded by
+//! `--timeout`.
+
+use crate::cli::{ClientArgs, LookupArgs};
+use crate::config::{self, Environment};
+use crate::node_info;
+use libp2p::identity::Keypair;
+use libp2p::Multiaddr;
+use overlay::key::Aor;
+use overlay::network::{DhtMode, LookupError, Overlay, OverlayConfig, PeerStatus};
+use overlay::record::{NodeEntry, RegistrationRecord};
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+
+const EXIT_FOUND: u8 = 0;
+const EXIT_NOT_FOUND: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+/// Longest `--timeout` accepted.
+const MAX_TIMEOUT_SECS: u64 = 3600;
+/// How often the routing table is looked at while waiting for it.
+const POLL: Duration = Duration::from_millis(100);
+/// `peers` prints once the routing table has not changed for this long.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// What both subcommands need, validated.
+struct Client {
+    bootstrap: Vec<Multiaddr>,
+    mdns: bool,
+    timeout: Duration,
+}
+
+/// A failure before any network work: exit status 2.
+struct UsageError(String);
+
+fn prepare(args: &ClientArgs) -> Result<Client, UsageError> {
+    if !(1..=MAX_TIMEOUT_SECS).contains(&args.timeout) {
+        return Err(UsageError(format!(
+            "--timeout {}: must be between 1 and {MAX_TIMEOUT_SECS} seconds",
+            args.timeout
+        )));
+    }
+    let mut bootstrap = Vec::with_capacity(args.bootstrap.len());
+    for value in &args.bootstrap {
+        let address = config::parse_bootstrap(value)
+            .map_err(|reason| UsageError(format!("--bootstrap {value:?}: {reason}")))?;
+        bootstrap.push(address);
+    }
+    if bootstrap.is_empty() {
+        let data_dir = args
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| config::default_data_dir(&Environment::from_process()));
+        match node_info::read_p2p_addrs(&data_dir) {
+            Ok(values) => {
+                for value in values {
+                    let address = config::parse_bootstrap(&value).map_err(|reason| {
+                        UsageError(format!(
+                            "{}: p2p_addrs {value:?}: {reason}",
+                            data_dir.join(node_info::FILE_NAME).display()
+                        ))
+                    })?;
+                    bootstrap.push(address);
+                }
+            }
+            // With mDNS on, nodes of the local network may still be found.
+            Err(_) if args.mdns => {}
+            Err(error) => {
+                return Err(UsageError(format!(
+                    "no --bootstrap given, and no local node to ask: {error}"
+                )))
+            }
+        }
+    }
+    Ok(Client {
+        bootstrap,
+        mdns: args.mdns,
+        timeout: Duration::from_secs(args.timeout),
+    })
+}
+
+fn init_logging(args: &ClientArgs) {
+    let filter = args
+        .log
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "warn".to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Runs `work` on a fresh runtime, bounded by the client's timeout.
+fn run<F, Fut>(client: Client, work: F) -> ExitCode
+where
+    F: FnOnce(Overlay, Instant) -> Fut,
+    Fut: std::future::Future<Output = u8>,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("p2psip: cannot start runtime: {error}");
+            return ExitCode::from(EXIT_NOT_FOUND);
+        }
+    };
+    let timeout = client.timeout;
+    let code = runtime.block_on(async move {
+        let deadline = Instant::now() + timeout;
+        let mut config = OverlayConfig::new(Keypair::generate_ed25519());
+        config.listen = Vec::new();
+        config.bootstrap = client.bootstrap;
+        config.mdns = client.mdns;
+        config.dht_mode = DhtMode::Client;
+        // Leaves time to print partial answers before the overall bound.
+        config.lookup_timeout = timeout
+            .saturating_sub(Duration::from_secs(3))
+            .max(Duration::from_secs(1));
+        let overlay = match tokio::time::timeout_at(deadline, Overlay::start(config)).await {
+            Ok(Ok((overlay, _events))) => overlay,
+            Ok(Err(error)) => {
+                eprintln!("p2psip: cannot start the overlay client: {error}");
+                return EXIT_NOT_FOUND;
+            }
+            Err(_) => {
+                eprintln!("p2psip: the overlay client did not start within {timeout:?}");
+                return EXIT_NOT_FOUND;
+            }
+        };
+        let code = match tokio::time::timeout_at(deadline, work(overlay.clone(), deadline)).await {
+            Ok(code) => code,
+            Err(_) => {
+                eprintln!("p2psip: no answer within {timeout:?}");
+                EXIT_NOT_FOUND
+            }
+        };
+        overlay.shutdown().await;
+        code
+    });
+    // The overlay's tasks are stopped; anything left is not waited for.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    ExitCode::from(code)
+}
+
+/// `p2psip lookup`.
+pub fn lookup(args: &LookupArgs) -> ExitCode {
+    let aor = match Aor::parse(&args.aor) {
+        Ok(aor) => aor,
+        Err(error) => {
+            eprintln!("p2psip: {:?}: not an address-of-record: {error}", args.aor);
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let client = match prepare(&args.client) {
+        Ok(client) => client,
+        Err(UsageError(message)) => {
+            eprintln!("p2psip: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    init_logging(&args.client);
+    run(client, |overlay, deadline| async move {
+        if !wait_for_connection(&overlay, deadline).await {
+            eprintln!("p2psip: no overlay node could be reached");
+            return EXIT_NOT_FOUND;
+        }
+        match overlay.lookup(aor.clone()).await {
+            Ok(Some(record)) => {
+                let now = unix_now();
+                print!("{}", describe_record(&record, now));
+                if record.live_bindings(now).is_empty() {
+                    EXIT_NOT_FOUND
+                } else {
+                    EXIT_FOUND
+                }
+            }
+            Ok(None) => {
+                println!("{aor}: not found");
+                EXIT_NOT_FOUND
+            }
+            Err(LookupError::Timeout) => {
+                eprintln!("p2psip: {aor}: lookup timed out");
+                EXIT_NOT_FOUND
+            }
+            Err(error) => {
+                eprintln!("p2psip: {aor}: lookup failed: {error}");
+                EXIT_NOT_FOUND
+            }
+        }
+    })
+}
+
+/// `p2psip peers`.
+pub fn peers(args: &ClientArgs) -> ExitCode {
+    let client = match prepare(args) {
+        Ok(client) => client,
+        Err(UsageError(message)) => {
+            eprintln!("p2psip: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    init_logging(args);
+    run(client, |overlay, deadline| async move {
+        if !wait_for_connection(&overlay, deadline).await {
+            eprintln!("p2psip: no overlay node could be reached");
+            return EXIT_NOT_FOUND;
+        }
+        // The bootstrap query fills the table over a few round trips; print once it holds
+        // still (or just before the deadline).
+        let print_by = deadline
+            - Duration::from_millis(500).min(deadline.saturating_duration_since(Instant::now()));
+        let mut table = current_peers(&overlay).await;
+        let mut stable_since = Instant::now();
+        while Instant::now() < print_by && stable_since.elapsed() < SETTLE {
+            tokio::time::sleep(POLL).await;
+            let now = current_peers(&overlay).await;
+            if now != table {
+                table = now;
+                stable_since = Instant::now();
+            }
+        }
+        print!("{}", describe_peers(&table));
+        if table.is_empty() {
+            EXIT_NOT_FOUND
+        } else {
+            EXIT_FOUND
+        }
+    })
+}
+
+async fn current_peers(overlay: &Overlay) -> Vec<PeerStatus> {
+    let mut peers = overlay.peers().await.unwrap_or_default();
+    peers.sort_by_key(|status| status.peer.to_bytes());
+    peers
+}
+
+/// Waits until some overlay node is connected; false if none is by half the time left.
+async fn wait_for_connection(overlay: &Overlay, deadline: Instant) -> bool {
+    let give_up = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2;
+    loop {
+        let peers = overlay.peers().await.unwrap_or_default();
+        if peers.iter().any(|status| status.connected) {
+            return true;
+        }
+        if Instant::now() >= give_up {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A record for people: every serving node with its addresses, sequence number and
+/// bindings.
+fn describe_record(record: &RegistrationRecord, now: u64) -> String {
+    let live = record.live_bindings(now).len();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: {live} live binding(s) from {} node entr{}",
+        record.aor,
+        record.entries.len(),
+        if record.entries.len() == 1 {
+            "y"
+        } else {
+            "ies"
+        }
+    );
+    for entry in &record.entries {
+        describe_entry(&mut out, entry, now);
+    }
+    out
+}
+
+fn describe_entry(out: &mut String, entry: &NodeEntry, now: u64) {
+    let _ = writeln!(
+        out,
+        "serving peer {} ({})",
+        entry.serving_peer,
+        overlay::sip_name::host_name(&entry.serving_peer)
+    );
+    if entry.serving_addrs.is_empty() {
+        let _ = writeln!(out, "  addresses: none given (found through the DHT)");
+    }
+    for address in &entry.serving_addrs {
+        let _ = writeln!(out, "  address {address}");
+    }
+    let _ = writeln!(
+        out,
+        "  seq {}, issued at {} ({}), expires at {} ({})",
+        entry.seq,
+        entry.issued_at,
+        relative(entry.issued_at, now),
+        entry.effective_expiry(),
+        relative(entry.effective_expiry(), now)
+    );
+    if entry.delegation.is_some() {
+        let _ = writeln!(out, "  delegated by the domain authority");
+    }
+    if entry.bindings.is_empty() {
+        let _ = writeln!(out, "  withdrawn: no bindings");
+    }
+    for binding in &entry.bindings {
+        let mut q = String::new();
+        sip::registrar::write_qvalue(binding.q, &mut q);
+        let _ = write!(
+            out,
+            "  binding {} q={q} expires at {} ({})",
+            binding.contact,
+            binding.expires_at,
+            relative(binding.expires_at, now)
+        );
+        if let Some(instance) = &binding.instance {
+            let _ = write!(out, " +sip.instance={instance}");
+        }
+        if let Some(reg_id) = binding.reg_id {
+            let _ = write!(out, " reg-id={reg_id}");
+        }
+        out.push('\n');
+    }
+}
+
+fn describe_peers(peers: &[PeerStatus]) -> String {
+    let mut out = String::new();
+    let connected = peers.iter().filter(|status| status.connected).count();
+    let _ = writeln!(
+        out,
+        "{} peer(s) in the routing table, {connected} connected",
+        peers.len()
+    );
+    for status in peers {
+        let _ = writeln!(
+            out,
+            "{} {}",
+            status.peer,
+            if status.connected {
+                "connected"
+            } else {
+                "not connected"
+            }
+        );
+        for address in &status.addresses {
+            let _ = writeln!(out, "  address {address}");
+        }
+    }
+    out
+}
+
+/// `in 30 s`, `30 s ago`, `now`.
+fn relative(at: u64, now: u64) -> String {
+    match at.cmp(&now) {
+        std::cmp::Ordering::Greater => format!("in {} s", at - now),
+        std::cmp::Ordering::Less => format!("{} s ago", now - at),
+        std::cmp::Ordering::Equal => "now".to_string(),
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use overlay::record::{EntryDraft, RecordBinding};
+
+    #[test]
+    fn record_description_names_peer_addresses_and_bindings() {
+        let keypair = Keypair::generate_ed25519();
+        let peer = keypair.public().to_peer_id();
+        let aor = Aor::parse("alice@example.com").unwrap();
+        let binding = RecordBinding {
+            contact: "sip:alice@127.0.0.1:5070".into(),
+            expires_at: 2000,
+            q: 500,
+            instance: Some("<urn:uuid:1>".into()),
+            reg_id: Some(1),
+        };
+        let draft = EntryDraft::new(7, 1000, vec![binding])
+            .with_addrs(vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()]);
+        let entry = NodeEntry::sign(&keypair, &aor, draft).unwrap();
+        let text = describe_record(&RegistrationRecord::with_entry(aor, entry), 1500);
+        assert!(text.starts_with("alice@example.com: 1 live binding(s) from 1 node entry\n"));
+        assert!(text.contains(&format!("serving peer {peer}")), "{text}");
+        assert!(
+            text.contains("  address /ip4/127.0.0.1/tcp/4001\n"),
+            "{text}"
+        );
+        assert!(text.contains("seq 7, issued at 1000 (500 s ago)"), "{text}");
+        assert!(
+            text.contains(
+                "binding sip:alice@127.0.0.1:5070 q=0.5 expires at 2000 (in 500 s) \
+                 +sip.instance=<urn:uuid:1> reg-id=1"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn usage_errors() {
+        let args = ClientArgs {
+            bootstrap: vec!["/ip4/127.0.0.1/tcp/1".into()],
+            timeout: 15,
+            ..ClientArgs::default()
+        };
+        let Err(UsageError(message)) = prepare(&args) else {
+            panic!("accepted a bootstrap address without a peer id");
+        };
+        assert!(message.contains("must end in /p2p/<peer id>"), "{message}");
+        let dir = tempfile::tempdir().unwrap();
+        let args = ClientArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            timeout: 15,
+            ..ClientArgs::default()
+        };
+        let Err(UsageError(message)) = prepare(&args) else {
+            panic!("accepted no bootstrap at all");
+        };
+        assert!(message.contains("node.json"), "{message}");
+        let args = ClientArgs {
+            timeout: 0,
+            ..ClientArgs::default()
+        };
+        assert!(prepare(&args).is_err());
+    }
+}

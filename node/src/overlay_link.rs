@@ -1,0 +1,875 @@
+//! The core's side of the overlay: everything between the [`SipServer`] and the
+//! [`Overlay`] handle. The core owns one [`OverlayLink`] and calls it synchronously; every
+//! overlay operation that waits (a DHT lookup, a publish, a SIP send) runs on a spawned task
+//! and reports back through a bounded channel, so nothing on the SIP request path ever waits
+//! for the DHT.
+//!
+//! - Lookups: [`ServerEvent::LookupRequest`] → `Overlay::lookup` on a task, at most
+//!   [`MAX_LOOKUPS`] at once (beyond that the request is answered at once as unavailable:
+//!   480) → [`SipServer::resolve_lookup`] with the host names of the nodes serving live
+//!   bindings. Their addresses are remembered in a bounded cache for dialling.
+//! - SIP between nodes: a [`Transport::Overlay`](sip::transport::Transport::Overlay)
+//!   transmit goes to a per-peer sender task through a bounded queue of [`SEND_QUEUE`]
+//!   messages, which keeps messages to one peer in order. A full queue drops the message
+//!   with a warning: SIP retransmits over unreliable legs or the transaction times out.
+//!   Inbound messages are fed to the server as coming from the sending node's host name.
+//! - Publishing: the location table's change log is drained after every turn, only as far
+//!   as publish slots ([`MAX_PUBLISHES`]) are free, so a backlog waits in that (bounded,
+//!   merging) log rather than here. A changed AoR is published with this node's current
+//!   bindings, a removed one withdrawn; a refresh that changes nothing is published again
+//!   only once half the lifetime of the last publication has passed. One publish per AoR
+//!   runs at a time; a change arriving meanwhile is published when it ends.
+
+use crate::lru::LruMap;
+use bytes::Bytes;
+use libp2p::{Multiaddr, PeerId};
+use overlay::key::Aor;
+use overlay::network::{Overlay, OverlayEvent, PublishError, SendError};
+use overlay::record::{
+    RecordBinding, RegistrationRecord, MAX_BINDINGS_PER_ENTRY, MAX_CONTACT_BYTES,
+    MAX_ENTRY_LIFETIME_SECS, MAX_INSTANCE_BYTES,
+};
+use overlay::sip_name;
+use sip::registrar::ChangeKind;
+use sip::server::{LookupId, LookupOutcome, ServerEvent, SipServer};
+use sip::transport::Transmit;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn, Instrument};
+
+/// Overlay lookups running at once. Beyond it a lookup is answered at once as unavailable
+/// (the request gets 480) rather than queued behind a slow DHT.
+pub const MAX_LOOKUPS: usize = 256;
+
+/// Publishes and withdrawals running at once. Beyond it changes wait in the location
+/// table's change log.
+pub const MAX_PUBLISHES: usize = 64;
+
+/// Messages waiting for one peer's sender task. When full, new messages to that peer are
+/// dropped with a warning.
+pub const SEND_QUEUE: usize = 256;
+
+/// Peers with a sender task. A new peer beyond it takes the place of the least recently
+/// used one, whose task sends what it has queued and ends.
+pub const MAX_PEERS: usize = 4096;
+
+/// Peers whose overlay addresses (from lookups) are remembered for dialling; the least
+/// recently used are forgotten (the overlay then finds addresses through the DHT).
+pub const ADDRESS_CACHE: usize = 4096;
+
+/// AoRs whose last publication time is remembered, to coalesce refreshes. An AoR forgotten
+/// here is simply published on its next refresh.
+pub const LAST_PUBLISHED: usize = 1 << 18;
+
+/// Overlay inputs (events, lookup answers, publish completions) handled per turn.
+pub const INPUT_BATCH: usize = 64;
+
+/// A sender task with nothing to send for this long ends; the next message starts another.
+const SENDER_IDLE: Duration = Duration::from_secs(5 * 60);
+
+/// Shortest time between two full republications after the change log overflowed.
+const RESYNC_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Bound on withdrawing this node's AoRs at shutdown.
+pub const SHUTDOWN_WITHDRAW: Duration = Duration::from_secs(2);
+
+/// Something the overlay side has for the core.
+#[derive(Debug)]
+pub enum LinkInput {
+    Event(OverlayEvent),
+    Lookup(LookupDone),
+    Published(PublishDone),
+}
+
+/// The end of one lookup task.
+#[derive(Debug)]
+pub struct LookupDone {
+    id: LookupId,
+    result: Resolved,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Resolved {
+    /// The nodes serving live bindings, best binding first, with their addresses.
+    Found(Vec<(PeerId, Vec<Multiaddr>)>),
+    NotFound,
+    Unavailable,
+}
+
+/// The end of one publish or withdrawal task.
+#[derive(Debug)]
+pub struct PublishDone {
+    aor: String,
+}
+
+enum PublishAction {
+    Publish(Vec<RecordBinding>),
+    Withdraw,
+}
+
+/// One message for a peer's sender task.
+struct Outbound {
+    payload: Bytes,
+    addrs: Vec<Multiaddr>,
+}
+
+struct PeerSender {
+    queue: mpsc::Sender<Outbound>,
+    /// Messages dropped because the queue was full, for rate-limited warnings.
+    dropped: u64,
+}
+
+pub struct OverlayLink {
+    overlay: Overlay,
+    local_peer: PeerId,
+    events: mpsc::Receiver<OverlayEvent>,
+    /// False once the overlay's event channel closed (the overlay stopped).
+    events_open: bool,
+    lookups_running: usize,
+    /// Lookups answered unavailable because [`MAX_LOOKUPS`] were running, for rate-limited
+    /// warnings.
+    lookups_refused: u64,
+    /// Capacity [`MAX_LOOKUPS`]: every running lookup sends exactly one answer and is counted
+    /// until the core takes it, so a send never waits.
+    lookup_tx: mpsc::Sender<LookupDone>,
+    lookup_rx: mpsc::Receiver<LookupDone>,
+    addrs: LruMap<PeerId, Vec<Multiaddr>>,
+    senders: LruMap<PeerId, PeerSender>,
+    /// AoRs with a publish task running → whether another publish is due when it ends.
+    /// At most [`MAX_PUBLISHES`] entries.
+    publishing: HashMap<String, bool>,
+    /// Capacity [`MAX_PUBLISHES`], for the same reason as `lookup_tx`.
+    publish_tx: mpsc::Sender<PublishDone>,
+    publish_rx: mpsc::Receiver<PublishDone>,
+    /// AoR → when its last publication should be renewed on a refresh.
+    last_published: LruMap<String, Instant>,
+    /// AoRs to publish again after the change log overflowed; at most the location table's
+    /// AoRs plus `last_published`'s.
+    resync: VecDeque<String>,
+    resync_wanted: bool,
+    last_resync: Option<Instant>,
+}
+
+impl OverlayLink {
+    pub fn new(overlay: Overlay, events: mpsc::Receiver<OverlayEvent>) -> OverlayLink {
+        let (lookup_tx, lookup_rx) = mpsc::channel(MAX_LOOKUPS);
+        let (publish_tx, publish_rx) = mpsc::channel(MAX_PUBLISHES);
+        OverlayLink {
+            local_peer: overlay.local_peer_id(),
+            overlay,
+            events,
+            events_open: true,
+            lookups_running: 0,
+            lookups_refused: 0,
+            lookup_tx,
+            lookup_rx,
+            addrs: LruMap::new(ADDRESS_CACHE),
+            senders: LruMap::new(MAX_PEERS),
+            publishing: HashMap::new(),
+            publish_tx,
+            publish_rx,
+            last_published: LruMap::new(LAST_PUBLISHED),
+            resync: VecDeque::new(),
+            resync_wanted: false,
+            last_resync: None,
+        }
+    }
+
+    /// Registers interest in every overlay source; the first ready input, if any.
+    pub fn poll_input(&mut self, cx: &mut Context<'_>) -> Poll<LinkInput> {
+        if let Poll::Ready(Some(done)) = self.lookup_rx.poll_recv(cx) {
+            return Poll::Ready(LinkInput::Lookup(done));
+        }
+        if let Poll::Ready(Some(done)) = self.publish_rx.poll_recv(cx) {
+            return Poll::Ready(LinkInput::Published(done));
+        }
+        if self.events_open {
+            match self.events.poll_recv(cx) {
+                Poll::Ready(Some(event)) => return Poll::Ready(LinkInput::Event(event)),
+                Poll::Ready(None) => self.events_closed(),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    }
+
+    /// The next input that is ready now.
+    pub fn try_input(&mut self) -> Option<LinkInput> {
+        if let Ok(done) = self.lookup_rx.try_recv() {
+            return Some(LinkInput::Lookup(done));
+        }
+        if let Ok(done) = self.publish_rx.try_recv() {
+            return Some(LinkInput::Published(done));
+        }
+        if self.events_open {
+            match self.events.try_recv() {
+                Ok(event) => return Some(LinkInput::Event(event)),
+                Err(mpsc::error::TryRecvError::Disconnected) => self.events_closed(),
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+        }
+        None
+    }
+
+    fn events_closed(&mut self) {
+        self.events_open = false;
+        tracing::error!("the overlay stopped; this node now serves only its local users");
+    }
+
+    pub fn handle_input(&mut self, now: Instant, server: &mut SipServer, input: LinkInput) {
+        match input {
+            LinkInput::Event(event) => self.handle_event(now, server, event),
+            LinkInput::Lookup(done) => {
+                self.lookups_running = self.lookups_running.saturating_sub(1);
+                let outcome = match done.result {
+                    Resolved::Found(peers) => {
+                        let mut hosts = Vec::with_capacity(peers.len());
+                        for (peer, addrs) in peers {
+                            if !addrs.is_empty() {
+                                self.addrs.insert(peer, addrs);
+                            }
+                            hosts.push(sip_name::host_name(&peer));
+                        }
+                        LookupOutcome::Found(hosts)
+                    }
+                    Resolved::NotFound => LookupOutcome::NotFound,
+                    Resolved::Unavailable => LookupOutcome::Unavailable,
+                };
+                server.resolve_lookup(now, done.id, outcome);
+            }
+            LinkInput::Published(done) => {
+                if self.publishing.remove(&done.aor) == Some(true) {
+                    self.publish_current(now, server, done.aor);
+                }
+            }
+        }
+    }
+
+    fn handle_event(&mut self, now: Instant, server: &mut SipServer, event: OverlayEvent) {
+        match event {
+            OverlayEvent::SipMessage { from, bytes } => {
+                let span = tracing::debug_span!("overlay_in", peer = %from);
+                let _entered = span.enter();
+                let peer = server.overlay_peer(&sip_name::host_name(&from));
+                server.handle_input(now, peer, &bytes);
+            }
+            OverlayEvent::PeerDiscovered {
+                peer,
+                addresses,
+                via,
+            } => debug!(%peer, ?addresses, ?via, "overlay peer discovered"),
+            OverlayEvent::ListenAddr { address } => debug!(%address, "overlay listening"),
+            OverlayEvent::ListenAddrExpired { address } => {
+                debug!(%address, "overlay stopped listening")
+            }
+            other => debug!(event = ?other, "overlay event"),
+        }
+    }
+
+    /// Work for the overlay produced by this turn: lookups the server asked for and changed
+    /// registrations to publish.
+    pub fn after_turn(&mut self, now: Instant, server: &mut SipServer) {
+        while let Some(event) = server.poll_event() {
+            let ServerEvent::LookupRequest { id, aor } = event;
+            self.start_lookup(now, server, id, aor);
+        }
+        self.publish_changes(now, server);
+    }
+
+    /// When the core must call [`OverlayLink::after_turn`] even if nothing else happens: a
+    /// republication held back by [`RESYNC_INTERVAL`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.resync_wanted {
+            return None;
+        }
+        Some(
+            self.last_resync
+                .map_or(Instant::now(), |at| at + RESYNC_INTERVAL),
+        )
+    }
+
+    fn start_lookup(&mut self, now: Instant, server: &mut SipServer, id: LookupId, aor: String) {
+        let key = match Aor::parse(&aor) {
+            Ok(key) => key,
+            Err(error) => {
+                debug!(%aor, %error, "not an overlay AoR");
+                server.resolve_lookup(now, id, LookupOutcome::NotFound);
+                return;
+            }
+        };
+        if self.lookups_running >= MAX_LOOKUPS {
+            self.lookups_refused += 1;
+            if self.lookups_refused.is_power_of_two() {
+                warn!(%aor, refused = self.lookups_refused, "too many overlay lookups running; answering unavailable");
+            }
+            server.resolve_lookup(now, id, LookupOutcome::Unavailable);
+            return;
+        }
+        self.lookups_running += 1;
+        let span = tracing::debug_span!("overlay_lookup", lookup = id.0, %aor);
+        tokio::spawn(
+            lookup_task(self.overlay.clone(), id, key, self.lookup_tx.clone()).instrument(span),
+        );
+    }
+
+    fn publish_changes(&mut self, now: Instant, server: &mut SipServer) {
+        if server.location_mut().take_change_overflow() {
+            warn!("registration change log overflowed; every registration will be republished");
+            self.resync_wanted = true;
+        }
+        if self.resync_wanted
+            && self
+                .last_resync
+                .is_none_or(|at| now.saturating_duration_since(at) >= RESYNC_INTERVAL)
+        {
+            self.start_resync(now, server);
+        }
+        loop {
+            let free = MAX_PUBLISHES.saturating_sub(self.publishing.len());
+            if free == 0 {
+                break;
+            }
+            let changes = server.location_mut().drain_changed(free);
+            if changes.is_empty() {
+                break;
+            }
+            for (aor, kind) in changes {
+                match kind {
+                    ChangeKind::Changed | ChangeKind::Removed => {
+                        self.publish_current(now, server, aor)
+                    }
+                    ChangeKind::Refreshed => {
+                        let due = self.last_published.peek(&aor).is_none_or(|at| now >= *at);
+                        if due {
+                            self.publish_current(now, server, aor);
+                        }
+                    }
+                }
+            }
+        }
+        while self.publishing.len() < MAX_PUBLISHES {
+            let Some(aor) = self.resync.pop_front() else {
+                break;
+            };
+            self.publish_current(now, server, aor);
+        }
+    }
+
+    /// Queues every AoR this node has or had published for publication of its current state.
+    fn start_resync(&mut self, now: Instant, server: &SipServer) {
+        self.resync_wanted = false;
+        self.last_resync = Some(now);
+        let mut seen: HashSet<String> = self.resync.drain(..).collect();
+        seen.extend(server.location().aors().map(str::to_owned));
+        // Published before but gone from the table: their removal may have been lost.
+        seen.extend(self.last_published.keys().cloned());
+        info!(aors = seen.len(), "republishing every registration");
+        self.resync.extend(seen);
+    }
+
+    /// Publishes this node's current bindings of `aor`, or withdraws it when there are none;
+    /// marks it for another round if a publish of it is already running.
+    fn publish_current(&mut self, now: Instant, server: &SipServer, aor: String) {
+        if let Some(again) = self.publishing.get_mut(&aor) {
+            *again = true;
+            return;
+        }
+        let key = match Aor::parse(&aor) {
+            Ok(key) => key,
+            Err(error) => {
+                debug!(%aor, %error, "registration not published: not an overlay AoR");
+                return;
+            }
+        };
+        let (bindings, longest) = record_bindings(server, now, &aor, unix_now());
+        let action = if bindings.is_empty() {
+            self.last_published.remove(&aor);
+            PublishAction::Withdraw
+        } else {
+            self.last_published.insert(aor.clone(), now + longest / 2);
+            PublishAction::Publish(bindings)
+        };
+        self.publishing.insert(aor.clone(), false);
+        let span = tracing::debug_span!("overlay_publish", %aor);
+        tokio::spawn(
+            publish_task(
+                self.overlay.clone(),
+                key,
+                aor,
+                action,
+                self.publish_tx.clone(),
+            )
+            .instrument(span),
+        );
+    }
+
+    /// Hands an overlay transmit to its peer's sender task.
+    pub fn send(&mut self, server: &SipServer, transmit: Transmit) {
+        let Some(connection) = transmit.to.connection else {
+            debug!("overlay transmit without a peer dropped");
+            return;
+        };
+        let Some(host) = server.overlay_host_of(connection) else {
+            debug!("overlay transmit to a forgotten peer dropped");
+            return;
+        };
+        let Some(peer) = sip_name::peer_of_host(host) else {
+            debug!(%host, "overlay transmit to a name that is no peer id dropped");
+            return;
+        };
+        if peer == self.local_peer {
+            debug!("overlay transmit to this node itself dropped");
+            return;
+        }
+        let addrs = self.addrs.peek(&peer).cloned().unwrap_or_default();
+        let mut message = Outbound {
+            payload: transmit.payload,
+            addrs,
+        };
+        // A second attempt only when the task ended between the check and the send.
+        for _ in 0..2 {
+            if self
+                .senders
+                .peek(&peer)
+                .is_none_or(|sender| sender.queue.is_closed())
+            {
+                self.spawn_sender(peer);
+            }
+            let Some(sender) = self.senders.get_mut(&peer) else {
+                return;
+            };
+            match sender.queue.try_send(message) {
+                Ok(()) => return,
+                Err(TrySendError::Full(_)) => {
+                    sender.dropped += 1;
+                    if sender.dropped.is_power_of_two() {
+                        warn!(%peer, dropped = sender.dropped, "overlay send queue full; message dropped");
+                    }
+                    return;
+                }
+                Err(TrySendError::Closed(back)) => message = back,
+            }
+        }
+    }
+
+    fn spawn_sender(&mut self, peer: PeerId) {
+        let (queue, receiver) = mpsc::channel(SEND_QUEUE);
+        let span = tracing::debug_span!("overlay_send", %peer);
+        tokio::spawn(peer_sender(self.overlay.clone(), peer, receiver).instrument(span));
+        if let Some((evicted, _)) = self.senders.insert(peer, PeerSender { queue, dropped: 0 }) {
+            debug!(peer = %evicted, "sender of the least recently used peer retired");
+        }
+    }
+
+    /// At shutdown: lets running publishes end, withdraws `aors` (this node's registrations)
+    /// and every AoR published before, all within [`SHUTDOWN_WITHDRAW`], then stops the
+    /// overlay.
+    pub async fn shutdown(mut self, aors: Vec<String>) {
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_WITHDRAW;
+        // A withdrawal must not be overtaken by a publish of the same AoR still running.
+        while !self.publishing.is_empty() {
+            match tokio::time::timeout_at(deadline, self.publish_rx.recv()).await {
+                Ok(Some(done)) => {
+                    self.publishing.remove(&done.aor);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let mut withdraw: HashSet<String> = aors.into_iter().collect();
+        withdraw.extend(self.last_published.keys().cloned());
+        let total = withdraw.len();
+        let mut pending = withdraw
+            .into_iter()
+            .filter_map(|aor| Aor::parse(&aor).ok())
+            .collect::<Vec<_>>()
+            .into_iter();
+        let mut tasks = JoinSet::new();
+        let mut withdrawn = 0usize;
+        let finished = tokio::time::timeout_at(deadline, async {
+            loop {
+                while tasks.len() < MAX_PUBLISHES {
+                    let Some(aor) = pending.next() else { break };
+                    let overlay = self.overlay.clone();
+                    tasks.spawn(async move { overlay.withdraw(aor).await });
+                }
+                match tasks.join_next().await {
+                    Some(Ok(Ok(_))) => withdrawn += 1,
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+        })
+        .await
+        .is_ok();
+        tasks.abort_all();
+        if finished {
+            info!(withdrawn, "registrations withdrawn from the overlay");
+        } else {
+            warn!(
+                withdrawn,
+                total, "not every registration was withdrawn in time; the rest expire"
+            );
+        }
+        // Sender tasks end once their queues are dropped.
+        drop(self.senders);
+        self.overlay.shutdown().await;
+    }
+}
+
+/// This node's live bindings of `aor` as record bindings, and the longest time left on any.
+fn record_bindings(
+    server: &SipServer,
+    now: Instant,
+    aor: &str,
+    now_unix: u64,
+) -> (Vec<RecordBinding>, Duration) {
+    let mut longest = Duration::ZERO;
+    let mut bindings = Vec::new();
+    // Best q first, so the ones kept within the entry limit are the preferred ones.
+    for binding in server.location().lookup(now, aor) {
+        if bindings.len() == MAX_BINDINGS_PER_ENTRY {
+            break;
+        }
+        if binding.uri.len() > MAX_CONTACT_BYTES {
+            debug!(aor, "contact too long for the overlay; not published");
+            continue;
+        }
+        let left = binding.expires_at.saturating_duration_since(now);
+        longest = longest.max(left);
+        let seconds = u64::from(binding.expires_in(now)).min(MAX_ENTRY_LIFETIME_SECS);
+        bindings.push(RecordBinding {
+            contact: binding.uri.to_string(),
+            expires_at: now_unix + seconds,
+            q: binding.q,
+            instance: binding
+                .instance
+                .as_deref()
+                .filter(|instance| instance.len() <= MAX_INSTANCE_BYTES)
+                .map(str::to_owned),
+            reg_id: binding.reg_id,
+        });
+    }
+    (bindings, longest)
+}
+
+/// The distinct nodes serving live bindings of `record`, best binding first.
+fn serving_peers(record: &RegistrationRecord, now_unix: u64) -> Resolved {
+    let mut peers: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
+    for live in record.live_bindings(now_unix) {
+        if !peers.iter().any(|(peer, _)| *peer == live.serving_peer) {
+            peers.push((live.serving_peer, live.serving_addrs.to_vec()));
+        }
+    }
+    if peers.is_empty() {
+        Resolved::NotFound
+    } else {
+        Resolved::Found(peers)
+    }
+}
+
+async fn lookup_task(overlay: Overlay, id: LookupId, aor: Aor, answers: mpsc::Sender<LookupDone>) {
+    let result = match overlay.lookup(aor).await {
+        Ok(Some(record)) => serving_peers(&record, unix_now()),
+        Ok(None) => Resolved::NotFound,
+        Err(error) => {
+            debug!(%error, "overlay lookup failed");
+            Resolved::Unavailable
+        }
+    };
+    debug!(?result, "overlay lookup done");
+    // Never waits (see `lookup_tx`); fails only when the core has stopped.
+    let _ = answers.send(LookupDone { id, result }).await;
+}
+
+async fn publish_task(
+    overlay: Overlay,
+    key: Aor,
+    aor: String,
+    action: PublishAction,
+    done: mpsc::Sender<PublishDone>,
+) {
+    let (what, result) = match action {
+        PublishAction::Publish(bindings) => ("publish", overlay.publish(key, bindings).await),
+        PublishAction::Withdraw => ("withdraw", overlay.withdraw(key).await),
+    };
+    match result {
+        Ok(report) => debug!(
+            what,
+            seq = report.seq,
+            copies = report.remote_copies,
+            quorum = report.quorum_met,
+            "registration published"
+        ),
+        // Nothing to withdraw; or the overlay stopped, which the core has already reported.
+        Err(PublishError::NotPublished | PublishError::Shutdown) => {}
+        // Stored locally; the overlay puts it again on its republication timer.
+        Err(
+            error @ (PublishError::Timeout | PublishError::Busy | PublishError::NoCopies { .. }),
+        ) => {
+            debug!(what, %error, "registration stored locally, put again later")
+        }
+        Err(error) => warn!(what, %error, "registration not published"),
+    }
+    let _ = done.send(PublishDone { aor }).await;
+}
+
+/// Sends one peer's messages in order, one at a time, until its queue is dropped or it has
+/// been idle for [`SENDER_IDLE`].
+async fn peer_sender(overlay: Overlay, peer: PeerId, mut queue: mpsc::Receiver<Outbound>) {
+    let mut failing = false;
+    loop {
+        let message = match tokio::time::timeout(SENDER_IDLE, queue.recv()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => return,
+            Err(_) => {
+                // Refuse new messages, then send what slipped in before the close.
+                queue.close();
+                while let Ok(message) = queue.try_recv() {
+                    send_one(&overlay, peer, message, &mut failing).await;
+                }
+                return;
+            }
+        };
+        send_one(&overlay, peer, message, &mut failing).await;
+    }
+}
+
+async fn send_one(overlay: &Overlay, peer: PeerId, message: Outbound, failing: &mut bool) {
+    match overlay.send_sip(peer, message.addrs, message.payload).await {
+        Ok(()) => *failing = false,
+        Err(SendError::Shutdown) => {}
+        Err(error) => {
+            // One warning per run of failures; the rest at debug.
+            if *failing {
+                debug!(%error, "overlay SIP send failed");
+            } else {
+                warn!(%error, "overlay SIP send failed");
+            }
+            *failing = true;
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use libp2p::identity::Keypair;
+    use overlay::network::OverlayConfig;
+    use overlay::record::{EntryDraft, NodeEntry};
+    use sip::server::{Listener, ServerConfig};
+    use sip::transport::{Peer, Transport};
+    use std::future::poll_fn;
+    use std::net::SocketAddr;
+
+    const PHONE: &str = "127.0.0.1:5070";
+
+    /// A server for example.com with open registration, named on the overlay.
+    fn server(now: Instant, overlay: &Overlay) -> SipServer {
+        let config = ServerConfig {
+            listeners: vec![Listener {
+                transport: Transport::Udp,
+                addr: "127.0.0.1:5060".parse().unwrap(),
+                advertised_host: "127.0.0.1".into(),
+            }],
+            domains: vec!["example.com".into()],
+            open: true,
+            overlay_host: Some(sip_name::host_name(&overlay.local_peer_id())),
+            ..ServerConfig::default()
+        };
+        SipServer::new(config, now).unwrap()
+    }
+
+    /// Alice's phone registers `contacts` (each `user@host:port`) with `expires`, and the
+    /// server's answer must be a 200.
+    fn register(server: &mut SipServer, now: Instant, cseq: u32, contacts: &[&str], expires: u32) {
+        let contact_lines: String = contacts
+            .iter()
+            .map(|c| match *c {
+                "*" => "Contact: *\r\n".to_string(),
+                c => format!("Contact: <sip:{c}>\r\n"),
+            })
+            .collect();
+        let request = format!(
+            "REGISTER sip:example.com SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {PHONE};branch=z9hG4bK-{cseq}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:alice@example.com>;tag=a\r\n\
+             To: <sip:alice@example.com>\r\n\
+             Call-ID: reg@phone\r\n\
+             CSeq: {cseq} REGISTER\r\n\
+             {contact_lines}\
+             Expires: {expires}\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        let remote: SocketAddr = PHONE.parse().unwrap();
+        let peer = Peer {
+            transport: Transport::Udp,
+            remote,
+            local: "127.0.0.1:5060".parse().unwrap(),
+            connection: None,
+        };
+        server.handle_input(now, peer, request.as_bytes());
+        let answer = server.poll_transmit().unwrap();
+        assert!(
+            answer.payload.starts_with(b"SIP/2.0 200 "),
+            "{}",
+            String::from_utf8_lossy(&answer.payload)
+        );
+        while server.poll_transmit().is_some() {}
+    }
+
+    /// Handles overlay inputs until no publish is running (bounded).
+    async fn settle(link: &mut OverlayLink, server: &mut SipServer, now: Instant) {
+        let bound = Duration::from_secs(20);
+        tokio::time::timeout(bound, async {
+            while !link.publishing.is_empty() {
+                let input = poll_fn(|cx| link.poll_input(cx)).await;
+                link.handle_input(now, server, input);
+            }
+        })
+        .await
+        .unwrap();
+    }
+
+    async fn live_contacts(overlay: &Overlay) -> Vec<String> {
+        let aor = Aor::parse("alice@example.com").unwrap();
+        let record = overlay.lookup(aor).await.unwrap();
+        let mut contacts: Vec<String> = record
+            .map(|record| {
+                record
+                    .live_bindings(unix_now())
+                    .iter()
+                    .map(|live| live.binding.contact.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        contacts.sort();
+        contacts
+    }
+
+    #[tokio::test]
+    async fn publishes_changes_coalesces_refreshes_and_withdraws() {
+        let mut config = OverlayConfig::new(Keypair::generate_ed25519());
+        config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+        config.lookup_timeout = Duration::from_secs(2);
+        let (overlay, events) = Overlay::start(config).await.unwrap();
+        let start = Instant::now();
+        let mut server = server(start, &overlay);
+        let mut link = OverlayLink::new(overlay.clone(), events);
+        let alice = "alice@example.com".to_string();
+
+        // A new registration is published.
+        register(&mut server, start, 1, &["alice@127.0.0.1:5070"], 600);
+        link.after_turn(start, &mut server);
+        assert_eq!(link.publishing.get(&alice), Some(&false));
+        assert_eq!(
+            link.last_published.peek(&alice),
+            Some(&(start + Duration::from_secs(300)))
+        );
+        settle(&mut link, &mut server, start).await;
+        assert_eq!(live_contacts(&overlay).await, ["sip:alice@127.0.0.1:5070"]);
+
+        // A refresh that changes nothing, early in the binding's life: not published.
+        let early = start + Duration::from_secs(10);
+        register(&mut server, early, 2, &["alice@127.0.0.1:5070"], 600);
+        link.after_turn(early, &mut server);
+        assert!(link.publishing.is_empty(), "a refresh hit the DHT");
+
+        // The same refresh past half the published lifetime: published again.
+        let late = start + Duration::from_secs(301);
+        register(&mut server, late, 3, &["alice@127.0.0.1:5070"], 600);
+        link.after_turn(late, &mut server);
+        assert!(link.publishing.contains_key(&alice));
+        settle(&mut link, &mut server, late).await;
+
+        // A change while a publish of the AoR runs waits for it, then goes out.
+        register(&mut server, late, 4, &["alice@127.0.0.1:5071"], 600);
+        link.after_turn(late, &mut server);
+        register(&mut server, late, 5, &["alice@127.0.0.1:5072"], 600);
+        link.after_turn(late, &mut server);
+        assert_eq!(link.publishing.get(&alice), Some(&true));
+        settle(&mut link, &mut server, late).await;
+        assert_eq!(
+            live_contacts(&overlay).await,
+            [
+                "sip:alice@127.0.0.1:5070",
+                "sip:alice@127.0.0.1:5071",
+                "sip:alice@127.0.0.1:5072"
+            ]
+        );
+
+        // Removing every binding withdraws the AoR.
+        register(&mut server, late, 6, &["*"], 0);
+        link.after_turn(late, &mut server);
+        assert!(link.last_published.peek(&alice).is_none());
+        settle(&mut link, &mut server, late).await;
+        assert!(live_contacts(&overlay).await.is_empty());
+
+        link.shutdown(Vec::new()).await;
+    }
+
+    fn entry(keypair: &Keypair, aor: &Aor, contacts: &[(&str, u64, u16)]) -> NodeEntry {
+        let bindings = contacts
+            .iter()
+            .map(|(contact, expires_at, q)| RecordBinding {
+                contact: (*contact).to_owned(),
+                expires_at: *expires_at,
+                q: *q,
+                instance: None,
+                reg_id: None,
+            })
+            .collect();
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/4001".parse().unwrap();
+        let draft = EntryDraft::new(1, 1000, bindings).with_addrs(vec![addr]);
+        NodeEntry::sign(keypair, aor, draft).unwrap()
+    }
+
+    #[test]
+    fn serving_peers_are_distinct_live_and_best_first() {
+        let aor = Aor::parse("alice@example.com").unwrap();
+        let (a, b, c) = (
+            Keypair::generate_ed25519(),
+            Keypair::generate_ed25519(),
+            Keypair::generate_ed25519(),
+        );
+        let record = RegistrationRecord {
+            aor: aor.clone(),
+            entries: vec![
+                entry(
+                    &a,
+                    &aor,
+                    &[("sip:a1@x", 5000, 500), ("sip:a2@x", 5000, 100)],
+                ),
+                entry(&b, &aor, &[("sip:b@x", 5000, 900)]),
+                // Expired at 2000: not a target.
+                entry(&c, &aor, &[("sip:c@x", 1500, 1000)]),
+            ],
+        };
+        let Resolved::Found(peers) = serving_peers(&record, 2000) else {
+            panic!("nothing found");
+        };
+        let ids: Vec<PeerId> = peers.iter().map(|(peer, _)| *peer).collect();
+        assert_eq!(
+            ids,
+            [b.public().to_peer_id(), a.public().to_peer_id()],
+            "b holds the best binding"
+        );
+        assert_eq!(peers[0].1.len(), 1);
+        assert_eq!(serving_peers(&record, 6000), Resolved::NotFound);
+        assert_eq!(
+            serving_peers(&RegistrationRecord::new(aor), 0),
+            Resolved::NotFound
+        );
+    }
+}
