@@ -82,7 +82,13 @@ pub enum LinkInput {
     Event(OverlayEvent),
     Lookup(LookupDone),
     Published(PublishDone),
+    /// A message to this peer could not be delivered.
+    SendFailed(PeerId),
 }
+
+/// Delivery failures waiting for the core. When full, further notices are dropped and the
+/// affected transactions end by their own timers instead.
+const SEND_FAILURES: usize = 256;
 
 /// The end of one lookup task.
 #[derive(Debug)]
@@ -136,6 +142,8 @@ pub struct OverlayLink {
     /// until the core takes it, so a send never waits.
     lookup_tx: mpsc::Sender<LookupDone>,
     lookup_rx: mpsc::Receiver<LookupDone>,
+    failures_tx: mpsc::Sender<PeerId>,
+    failures_rx: mpsc::Receiver<PeerId>,
     addrs: LruMap<PeerId, Vec<Multiaddr>>,
     senders: LruMap<PeerId, PeerSender>,
     /// AoRs with a publish task running → whether another publish is due when it ends.
@@ -157,6 +165,7 @@ impl OverlayLink {
     pub fn new(overlay: Overlay, events: mpsc::Receiver<OverlayEvent>) -> OverlayLink {
         let (lookup_tx, lookup_rx) = mpsc::channel(MAX_LOOKUPS);
         let (publish_tx, publish_rx) = mpsc::channel(MAX_PUBLISHES);
+        let (failures_tx, failures_rx) = mpsc::channel(SEND_FAILURES);
         OverlayLink {
             local_peer: overlay.local_peer_id(),
             overlay,
@@ -166,6 +175,8 @@ impl OverlayLink {
             lookups_refused: 0,
             lookup_tx,
             lookup_rx,
+            failures_tx,
+            failures_rx,
             addrs: LruMap::new(ADDRESS_CACHE),
             senders: LruMap::new(MAX_PEERS),
             publishing: HashMap::new(),
@@ -186,6 +197,9 @@ impl OverlayLink {
         if let Poll::Ready(Some(done)) = self.publish_rx.poll_recv(cx) {
             return Poll::Ready(LinkInput::Published(done));
         }
+        if let Poll::Ready(Some(peer)) = self.failures_rx.poll_recv(cx) {
+            return Poll::Ready(LinkInput::SendFailed(peer));
+        }
         if self.events_open {
             match self.events.poll_recv(cx) {
                 Poll::Ready(Some(event)) => return Poll::Ready(LinkInput::Event(event)),
@@ -203,6 +217,9 @@ impl OverlayLink {
         }
         if let Ok(done) = self.publish_rx.try_recv() {
             return Some(LinkInput::Published(done));
+        }
+        if let Ok(peer) = self.failures_rx.try_recv() {
+            return Some(LinkInput::SendFailed(peer));
         }
         if self.events_open {
             match self.events.try_recv() {
@@ -239,6 +256,9 @@ impl OverlayLink {
                     Resolved::Unavailable => LookupOutcome::Unavailable,
                 };
                 server.resolve_lookup(now, done.id, outcome);
+            }
+            LinkInput::SendFailed(peer) => {
+                server.overlay_peer_unreachable(now, &sip_name::host_name(&peer));
             }
             LinkInput::Published(done) => {
                 if self.publishing.remove(&done.aor) == Some(true) {
@@ -458,7 +478,8 @@ impl OverlayLink {
     fn spawn_sender(&mut self, peer: PeerId) {
         let (queue, receiver) = mpsc::channel(SEND_QUEUE);
         let span = tracing::debug_span!("overlay_send", %peer);
-        tokio::spawn(peer_sender(self.overlay.clone(), peer, receiver).instrument(span));
+        let failures = self.failures_tx.clone();
+        tokio::spawn(peer_sender(self.overlay.clone(), peer, receiver, failures).instrument(span));
         if let Some((evicted, _)) = self.senders.insert(peer, PeerSender { queue, dropped: 0 }) {
             debug!(peer = %evicted, "sender of the least recently used peer retired");
         }
@@ -618,7 +639,12 @@ async fn publish_task(
 
 /// Sends one peer's messages in order, one at a time, until its queue is dropped or it has
 /// been idle for [`SENDER_IDLE`].
-async fn peer_sender(overlay: Overlay, peer: PeerId, mut queue: mpsc::Receiver<Outbound>) {
+async fn peer_sender(
+    overlay: Overlay,
+    peer: PeerId,
+    mut queue: mpsc::Receiver<Outbound>,
+    failures: mpsc::Sender<PeerId>,
+) {
     let mut failing = false;
     loop {
         let message = match tokio::time::timeout(SENDER_IDLE, queue.recv()).await {
@@ -628,16 +654,22 @@ async fn peer_sender(overlay: Overlay, peer: PeerId, mut queue: mpsc::Receiver<O
                 // Refuse new messages, then send what slipped in before the close.
                 queue.close();
                 while let Ok(message) = queue.try_recv() {
-                    send_one(&overlay, peer, message, &mut failing).await;
+                    send_one(&overlay, peer, message, &mut failing, &failures).await;
                 }
                 return;
             }
         };
-        send_one(&overlay, peer, message, &mut failing).await;
+        send_one(&overlay, peer, message, &mut failing, &failures).await;
     }
 }
 
-async fn send_one(overlay: &Overlay, peer: PeerId, message: Outbound, failing: &mut bool) {
+async fn send_one(
+    overlay: &Overlay,
+    peer: PeerId,
+    message: Outbound,
+    failing: &mut bool,
+    failures: &mpsc::Sender<PeerId>,
+) {
     match overlay.send_sip(peer, message.addrs, message.payload).await {
         Ok(()) => *failing = false,
         Err(SendError::Shutdown) => {}
@@ -649,6 +681,8 @@ async fn send_one(overlay: &Overlay, peer: PeerId, message: Outbound, failing: &
                 warn!(%error, "overlay SIP send failed");
             }
             *failing = true;
+            // Full: the transactions waiting on this peer end by their own timers.
+            let _ = failures.try_send(peer);
         }
     }
 }

@@ -361,10 +361,14 @@ impl SipServer {
     fn drain_transaction_events(&mut self, now: Instant) {
         while let Some(event) = self.transactions.poll_event() {
             match event {
-                TransactionEvent::ClientTimeout { id, ctx }
-                | TransactionEvent::ClientTransportError { id, ctx } => {
+                TransactionEvent::ClientTimeout { id, ctx } => {
                     if let ClientCtx::Branch(branch) = ctx {
-                        self.branch_failed(now, id, branch);
+                        self.branch_failed(now, id, branch, 408);
+                    }
+                }
+                TransactionEvent::ClientTransportError { id, ctx } => {
+                    if let ClientCtx::Branch(branch) = ctx {
+                        self.branch_failed(now, id, branch, 503);
                     }
                 }
                 TransactionEvent::ClientTerminated { .. } => {}

@@ -142,6 +142,19 @@ impl SipServer {
         self.overlay_peers.name(connection)
     }
 
+    /// The node could not deliver to the overlay node `host`: requests pending on it are
+    /// answered now (500 upstream) instead of after Timer B.
+    pub fn overlay_peer_unreachable(&mut self, now: Instant, host: &str) {
+        let known = self
+            .overlay_peers
+            .by_name
+            .get(&host.to_ascii_lowercase())
+            .copied();
+        if let Some(connection) = known {
+            self.connection_failed(now, connection);
+        }
+    }
+
     /// The next request the server has for the node.
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
         self.events.pop_front()

@@ -9,7 +9,7 @@ use crate::message::{edit, HeaderName, Message, MessageEditor, Method, Via};
 use crate::transaction::{
     ClientKey, ClientMatch, ClientState, ClientTxId, ServerTxId, TransactionKind,
 };
-use crate::transport::{Peer, Transmit, Transport};
+use crate::transport::{ConnectionId, Peer, Transmit, Transport};
 use bytes::Bytes;
 use smallvec::SmallVec;
 use std::cmp::Reverse;
@@ -431,8 +431,46 @@ impl SipServer {
         }
     }
 
-    /// A branch ended without a response (Timer B/F, transport error): it counts as 408.
-    pub(super) fn branch_failed(&mut self, now: Instant, _id: ClientTxId, branch: BranchRef) {
+    /// Ends, as transport errors, the pending branches sent over `connection` (a stream or
+    /// an overlay peer that could not be reached), so callers get an answer now instead of
+    /// after Timer B. A scan of the live forks: failures are rare, forks are bounded.
+    pub fn connection_failed(&mut self, now: Instant, connection: ConnectionId) {
+        let mut failed: SmallVec<[ClientTxId; 8]> = SmallVec::new();
+        for fork in self.forks.forks.values() {
+            for branch in fork
+                .branches
+                .iter()
+                .filter(|b| b.state != BranchState::Done)
+            {
+                let Some(client) = branch.client else {
+                    continue;
+                };
+                let on_connection = self
+                    .transactions
+                    .client_peer(client)
+                    .is_some_and(|peer| peer.connection == Some(connection));
+                if on_connection {
+                    failed.push(client);
+                }
+            }
+        }
+        for client in failed {
+            if let Err(err) = self.transactions.on_client_transport_error(client) {
+                debug!(?err, "transport error on a finished branch");
+            }
+        }
+        self.drain_transaction_events(now);
+    }
+
+    /// A branch ended without a response: 408 after Timer B/F, 503 when the next hop could
+    /// not be reached (RFC 3261 8.1.3.1, 16.7 step 6 turns it into 500 upstream).
+    pub(super) fn branch_failed(
+        &mut self,
+        now: Instant,
+        _id: ClientTxId,
+        branch: BranchRef,
+        status: u16,
+    ) {
         let Some(fork) = self.forks.get_mut(branch.fork) else {
             return;
         };
@@ -443,7 +481,7 @@ impl SipServer {
             b.state = BranchState::Done;
             b.client = None;
         }
-        fork.consider(408, true, Bytes::new());
+        fork.consider(status, true, Bytes::new());
         self.finish_fork_if_done(now, branch.fork);
     }
 

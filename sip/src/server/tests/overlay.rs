@@ -268,3 +268,19 @@ fn requests_from_the_overlay_are_not_looked_up_again() {
     }
     assert!(statuses.contains(&404), "{statuses:?}");
 }
+
+#[test]
+fn an_unreachable_serving_node_fails_the_call_at_once() {
+    let mut net = Net::new();
+    let id = invite_at_a(&mut net, "ov8");
+    net.a
+        .resolve_lookup(net.now, id, LookupOutcome::Found(vec![HOST_B.into()]));
+    // The node could not open a stream to B: drop what A sent and report it.
+    while net.a.poll_transmit().is_some() {}
+    net.a.overlay_peer_unreachable(net.now, HOST_B);
+    let mut statuses = Vec::new();
+    while let Some(t) = net.a.poll_transmit() {
+        statuses.push(status_of(std::str::from_utf8(&t.payload).unwrap()));
+    }
+    assert_eq!(statuses, [500]);
+}
