@@ -14,6 +14,8 @@ pub struct Cli {
 
 /// Subcommands. Each variant takes its own argument struct so that later ones (`domain`,
 /// `sim`) can be added without touching the others.
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a node: SIP registrar and proxy on the configured listeners.
@@ -24,6 +26,12 @@ pub enum Command {
     Lookup(LookupArgs),
     /// Print the overlay peers a short-lived client learns from the bootstrap nodes.
     Peers(ClientArgs),
+    /// Domain authority: create a domain's key, delegate the domain to a node, show the
+    /// key. Exit status: 0 on success, 2 when an argument or input file is wrong (a missing
+    /// key, a key that would be overwritten, a bad peer id), 1 when a file cannot be
+    /// written.
+    #[command(subcommand)]
+    Domain(DomainCommand),
 }
 
 /// Arguments of `p2psip node`. Every option can also be set in the `--config` file; values
@@ -99,6 +107,96 @@ pub struct NodeArgs {
     /// Do not discover overlay nodes on the local network by multicast DNS.
     #[arg(long)]
     pub no_mdns: bool,
+
+    /// A domain authority's public key, as DOMAIN=KEY (the "trust anchor" line of
+    /// `p2psip domain init`). Repeatable; several keys for one domain allow a rotation.
+    /// Registrations of a domain with anchors count only with a delegation signed by one.
+    #[arg(long = "trust-anchor", value_name = "DOMAIN=KEY")]
+    pub trust_anchor: Vec<String>,
+
+    /// File of delegations for this node, from `p2psip domain delegate`. Repeatable.
+    /// Checked at start-up: each must name this node and, when its domain has trust
+    /// anchors, be signed by one of them.
+    #[arg(long = "delegation", value_name = "FILE")]
+    pub delegation: Vec<PathBuf>,
+
+    /// Domains without a trust anchor: "open" accepts registrations signed by their serving
+    /// node alone, "closed" refuses them. Default: open.
+    #[arg(long, value_name = "MODE")]
+    pub authority_mode: Option<String>,
+}
+
+/// `p2psip domain` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DomainCommand {
+    /// Create the authority key of a domain and print its public key, the DNS TXT record
+    /// and the trust-anchor line for node configurations. Never overwrites a key.
+    Init(DomainInitArgs),
+    /// Delegate a domain to a node: sign a delegation for its peer id, append it to a
+    /// delegation file (for `p2psip node --delegation`) and print it.
+    Delegate(DomainDelegateArgs),
+    /// Print the public key, DNS TXT record and trust-anchor line of an authority key.
+    ShowKey(DomainShowKeyArgs),
+}
+
+/// Where the authority key file is.
+#[derive(Debug, Default, Args)]
+pub struct AuthorityKeyArgs {
+    /// The authority key file. Default: DATA_DIR/authority/<domain>.key.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+
+    /// Data directory holding authority/. Default: as for `p2psip node`.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Arguments of `p2psip domain init`.
+#[derive(Debug, Args)]
+pub struct DomainInitArgs {
+    /// The domain, e.g. example.com.
+    #[arg(value_name = "DOMAIN")]
+    pub domain: String,
+
+    #[command(flatten)]
+    pub key: AuthorityKeyArgs,
+}
+
+/// Arguments of `p2psip domain delegate`.
+#[derive(Debug, Args)]
+pub struct DomainDelegateArgs {
+    /// The node's peer id (the peer_id of its node.json).
+    #[arg(value_name = "PEER_ID")]
+    pub peer_id: String,
+
+    /// The domain delegated.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: String,
+
+    #[command(flatten)]
+    pub key: AuthorityKeyArgs,
+
+    /// Days the delegation is valid, from now.
+    #[arg(long, value_name = "N", default_value_t = 365,
+          value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    pub days: u64,
+
+    /// Delegation file to append to (created if missing; it must hold delegations for the
+    /// same node only). Default: DATA_DIR/authority/<peer id>.delegations.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// Arguments of `p2psip domain show-key`.
+#[derive(Debug, Args)]
+pub struct DomainShowKeyArgs {
+    /// The key's domain, for the default key file and the printed lines. Default: the
+    /// domain of the only key in DATA_DIR/authority/.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+
+    #[command(flatten)]
+    pub key: AuthorityKeyArgs,
 }
 
 /// How the short-lived overlay client of `lookup` and `peers` finds the overlay.
@@ -133,6 +231,12 @@ pub struct LookupArgs {
     /// The address-of-record: user@domain or a sip:/sips: URI.
     #[arg(value_name = "AOR")]
     pub aor: String,
+
+    /// Look the AoR up this many times (at most 10000) over one overlay connection, one
+    /// lookup at a time, and print latency percentiles instead of the record. Exit status 0
+    /// only when every lookup found live bindings. All of it is bounded by --timeout.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub repeat: u32,
 
     #[command(flatten)]
     pub client: ClientArgs,
@@ -227,5 +331,57 @@ mod tests {
         assert!(args.mdns);
         assert_eq!(args.timeout, 3);
         assert!(Cli::try_parse_from(["p2psip", "lookup"]).is_err());
+    }
+
+    #[test]
+    fn authority_flags_and_domain_subcommands_parse() {
+        let cli = Cli::try_parse_from([
+            "p2psip",
+            "node",
+            "--trust-anchor",
+            "a.example=K1",
+            "--trust-anchor",
+            "b.example=K2",
+            "--delegation",
+            "node.delegations",
+            "--authority-mode",
+            "closed",
+        ])
+        .unwrap();
+        let Command::Node(args) = cli.command else {
+            panic!("not the node subcommand");
+        };
+        assert_eq!(args.trust_anchor, ["a.example=K1", "b.example=K2"]);
+        assert_eq!(args.delegation, [PathBuf::from("node.delegations")]);
+        assert_eq!(args.authority_mode.as_deref(), Some("closed"));
+
+        let cli = Cli::try_parse_from([
+            "p2psip",
+            "domain",
+            "delegate",
+            "12D3KooWA",
+            "--domain",
+            "a.example",
+        ])
+        .unwrap();
+        let Command::Domain(DomainCommand::Delegate(args)) = cli.command else {
+            panic!("not domain delegate");
+        };
+        assert_eq!((args.peer_id.as_str(), args.days), ("12D3KooWA", 365));
+        assert_eq!((args.out, args.key.key), (None, None));
+        for bad in [
+            &["p2psip", "domain", "delegate", "12D3KooWA"][..],
+            &[
+                "p2psip", "domain", "delegate", "P", "--domain", "d", "--days", "0",
+            ],
+            &["p2psip", "domain", "init"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+        let cli = Cli::try_parse_from(["p2psip", "domain", "show-key", "--key", "k"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Domain(DomainCommand::ShowKey(_))
+        ));
     }
 }

@@ -2,6 +2,10 @@
 //! identity, a DHT client (it stores nothing for others and listens nowhere), bootstrapped
 //! from `--bootstrap` or from the local node's `node.json`. Everything is bounded by
 //! `--timeout`.
+//!
+//! `lookup --repeat N` (N > 1) is a latency probe: after joining once it performs N lookups
+//! one after the other and prints how long they took (min, median, p90, p99, max) and how
+//! many found live bindings, instead of the record.
 
 use crate::cli::{ClientArgs, LookupArgs};
 use crate::config::{self, Environment};
@@ -27,6 +31,13 @@ const MAX_TIMEOUT_SECS: u64 = 3600;
 const POLL: Duration = Duration::from_millis(100);
 /// `peers` prints once the routing table has not changed for this long.
 const SETTLE: Duration = Duration::from_secs(1);
+/// Most lookups one `lookup --repeat` performs.
+const MAX_REPEAT: u32 = 10_000;
+/// Part of `--timeout` kept back by `lookup --repeat` to report what it measured: the
+/// lookups stop this long before the overall deadline.
+const REPORT_MARGIN: Duration = Duration::from_millis(500);
+/// Failed lookups of a `--repeat` run described on stderr; the rest are only counted.
+const FAILURES_SHOWN: usize = 3;
 
 /// What both subcommands need, validated.
 struct Client {
@@ -162,6 +173,13 @@ pub fn lookup(args: &LookupArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if !(1..=MAX_REPEAT).contains(&args.repeat) {
+        eprintln!(
+            "p2psip: --repeat {}: must be between 1 and {MAX_REPEAT}",
+            args.repeat
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
     let client = match prepare(&args.client) {
         Ok(client) => client,
         Err(UsageError(message)) => {
@@ -170,10 +188,14 @@ pub fn lookup(args: &LookupArgs) -> ExitCode {
         }
     };
     init_logging(&args.client);
-    run(client, |overlay, deadline| async move {
+    let repeat = args.repeat;
+    run(client, move |overlay, deadline| async move {
         if !wait_for_connection(&overlay, deadline).await {
             eprintln!("p2psip: no overlay node could be reached");
             return EXIT_NOT_FOUND;
+        }
+        if repeat > 1 {
+            return lookup_repeatedly(&overlay, &aor, repeat, deadline).await;
         }
         match overlay.lookup(aor.clone()).await {
             Ok(Some(record)) => {
@@ -199,6 +221,115 @@ pub fn lookup(args: &LookupArgs) -> ExitCode {
             }
         }
     })
+}
+
+/// What `lookup --repeat` measured.
+#[derive(Debug, Default)]
+struct RepeatStats {
+    /// Lookups asked for.
+    requested: u32,
+    /// Time of every lookup that ended (with any answer, or an error).
+    latencies: Vec<Duration>,
+    /// Lookups that found live bindings.
+    found: usize,
+    /// Lookups that found no record, or one without live bindings.
+    not_found: usize,
+    /// Lookups that ended in an error (a timeout included).
+    failed: usize,
+    /// Wall time of all the lookups.
+    elapsed: Duration,
+    /// The lookups were cut short by `--timeout`.
+    cut_short: bool,
+}
+
+/// `lookup --repeat`: `repeat` lookups of `aor`, one at a time, stopping early (and saying so)
+/// [`REPORT_MARGIN`] before `deadline`.
+async fn lookup_repeatedly(overlay: &Overlay, aor: &Aor, repeat: u32, deadline: Instant) -> u8 {
+    let stop_at = deadline
+        .checked_sub(REPORT_MARGIN)
+        .unwrap_or(deadline)
+        .max(Instant::now());
+    let mut stats = RepeatStats {
+        requested: repeat,
+        latencies: Vec::with_capacity(repeat as usize),
+        ..RepeatStats::default()
+    };
+    let started = Instant::now();
+    for _ in 0..repeat {
+        let sent = Instant::now();
+        let Ok(answer) = tokio::time::timeout_at(stop_at, overlay.lookup(aor.clone())).await else {
+            stats.cut_short = true;
+            break;
+        };
+        stats.latencies.push(sent.elapsed());
+        match answer {
+            Ok(Some(record)) if !record.live_bindings(unix_now()).is_empty() => stats.found += 1,
+            Ok(_) => stats.not_found += 1,
+            Err(error) => {
+                stats.failed += 1;
+                if stats.failed <= FAILURES_SHOWN {
+                    eprintln!(
+                        "p2psip: {aor}: lookup {} failed: {error}",
+                        stats.latencies.len()
+                    );
+                }
+            }
+        }
+    }
+    stats.elapsed = started.elapsed();
+    print!("{}", describe_repeat(aor, &stats));
+    if stats.found == repeat as usize {
+        EXIT_FOUND
+    } else {
+        EXIT_NOT_FOUND
+    }
+}
+
+/// `p`-th percentile (0..=100) of `sorted` by nearest rank; zero for no values.
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (p.min(100) * sorted.len()).div_ceil(100).max(1);
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+fn millis(duration: Duration) -> String {
+    format!("{:.3}", duration.as_secs_f64() * 1000.0)
+}
+
+/// The report of `lookup --repeat`: a counts line, then the latency line scripts read.
+fn describe_repeat(aor: &Aor, stats: &RepeatStats) -> String {
+    let mut out = String::new();
+    let done = stats.latencies.len();
+    let _ = writeln!(
+        out,
+        "{aor}: {done} of {} lookup(s) in {:.3} s: {} found, {} not found, {} failed",
+        stats.requested,
+        stats.elapsed.as_secs_f64(),
+        stats.found,
+        stats.not_found,
+        stats.failed
+    );
+    if stats.cut_short {
+        let _ = writeln!(out, "stopped by --timeout after {done} lookup(s)");
+    }
+    let mut sorted = stats.latencies.clone();
+    sorted.sort_unstable();
+    if sorted.is_empty() {
+        let _ = writeln!(out, "latency ms: none measured");
+    } else {
+        let _ = writeln!(
+            out,
+            "latency ms: min {} median {} p90 {} p99 {} max {}",
+            millis(percentile(&sorted, 0)),
+            millis(percentile(&sorted, 50)),
+            millis(percentile(&sorted, 90)),
+            millis(percentile(&sorted, 99)),
+            millis(percentile(&sorted, 100)),
+        );
+    }
+    out
 }
 
 /// `p2psip peers`.
@@ -407,6 +538,76 @@ mod tests {
                  +sip.instance=<urn:uuid:1> reg-id=1"
             ),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let values: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&values, 0), Duration::from_millis(1));
+        assert_eq!(percentile(&values, 50), Duration::from_millis(50));
+        assert_eq!(percentile(&values, 90), Duration::from_millis(90));
+        assert_eq!(percentile(&values, 99), Duration::from_millis(99));
+        assert_eq!(percentile(&values, 100), Duration::from_millis(100));
+        let one = [Duration::from_millis(7)];
+        assert_eq!(percentile(&one, 0), one[0]);
+        assert_eq!(percentile(&one, 99), one[0]);
+        assert_eq!(percentile(&[], 50), Duration::ZERO);
+        let three: Vec<Duration> = [1, 2, 3].map(Duration::from_millis).to_vec();
+        assert_eq!(percentile(&three, 50), Duration::from_millis(2));
+        assert_eq!(percentile(&three, 90), Duration::from_millis(3));
+    }
+
+    #[test]
+    fn repeat_report() {
+        let aor = Aor::parse("bob@example.com").unwrap();
+        let stats = RepeatStats {
+            requested: 5,
+            latencies: [3000, 1000, 2000, 5000, 4000]
+                .map(Duration::from_micros)
+                .to_vec(),
+            found: 4,
+            not_found: 0,
+            failed: 1,
+            elapsed: Duration::from_millis(15),
+            cut_short: false,
+        };
+        let text = describe_repeat(&aor, &stats);
+        assert_eq!(
+            text,
+            "bob@example.com: 5 of 5 lookup(s) in 0.015 s: 4 found, 0 not found, 1 failed\n\
+             latency ms: min 1.000 median 3.000 p90 5.000 p99 5.000 max 5.000\n"
+        );
+        let stats = RepeatStats {
+            requested: 10,
+            cut_short: true,
+            ..RepeatStats::default()
+        };
+        let text = describe_repeat(&aor, &stats);
+        assert!(text.contains("0 of 10 lookup(s)"), "{text}");
+        assert!(
+            text.contains("stopped by --timeout after 0 lookup(s)"),
+            "{text}"
+        );
+        assert!(text.contains("latency ms: none measured"), "{text}");
+    }
+
+    #[test]
+    fn repeat_flag_parses() {
+        use crate::cli::{Cli, Command};
+        use clap::Parser;
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).map(|cli| cli.command) {
+            Ok(Command::Lookup(args)) => Some(args.repeat),
+            _ => None,
+        };
+        assert_eq!(parse(&["p2psip", "lookup", "bob@example.com"]), Some(1));
+        assert_eq!(
+            parse(&["p2psip", "lookup", "bob@example.com", "--repeat", "1000"]),
+            Some(1000)
+        );
+        assert_eq!(
+            parse(&["p2psip", "lookup", "bob@example.com", "--repeat", "-1"]),
+            None
         );
     }
 

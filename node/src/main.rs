@@ -2,12 +2,14 @@
 //!
 //! Exit status of `node`: 0 after a clean shutdown, 2 for a usage or configuration error, 1
 //! when the node cannot run (a port in use, an unwritable data directory). `lookup` and
-//! `peers`: 0 when found, 1 when not found or unreachable, 2 for a usage error.
+//! `peers`: 0 when found, 1 when not found or unreachable, 2 for a usage error. `domain`: 0
+//! on success, 2 when an argument or input file is wrong, 1 when a file cannot be written.
 
 mod cli;
 mod client;
 mod config;
 mod connections;
+mod domain;
 mod lru;
 mod node_info;
 mod overlay_link;
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
         cli::Command::Node(args) => node(&args),
         cli::Command::Lookup(args) => client::lookup(&args),
         cli::Command::Peers(args) => client::peers(&args),
+        cli::Command::Domain(command) => domain::run(&command),
     }
 }
 

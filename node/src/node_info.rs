@@ -1,12 +1,19 @@
 //! `<data-dir>/node.json`: what a running node tells scripts, chiefly where it listens
 //! (ports chosen by the kernel for `:0` listeners included) and, with the overlay on, its
-//! peer id and the full multiaddrs other nodes bootstrap from.
+//! peer id, the full multiaddrs other nodes bootstrap from, and the record validator's
+//! counters (`validation`: values accepted and refused per reason), which the node rewrites
+//! when they change (see [`keep_validation_current`]).
 
 use libp2p::{Multiaddr, PeerId};
+use overlay::network::Overlay;
+use overlay::validate::ValidationCounters;
 use serde::{Deserialize, Serialize};
 use sip::server::Listener;
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::watch;
 
 pub const FILE_NAME: &str = "node.json";
 
@@ -23,6 +30,32 @@ struct NodeInfo<'a> {
     /// Overlay addresses ending in `/p2p/<peer id>`, ready for `--bootstrap`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     p2p_addrs: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    validation: Option<ValidationInfo>,
+}
+
+/// The record validator's counters: values (puts and fetched records) accepted, and values
+/// or entries refused, per reason (every reason listed, zeros included).
+#[derive(Debug, Serialize)]
+struct ValidationInfo {
+    accepted_puts: u64,
+    accepted_fetches: u64,
+    refused_total: u64,
+    refused: BTreeMap<&'static str, u64>,
+}
+
+impl From<&ValidationCounters> for ValidationInfo {
+    fn from(counters: &ValidationCounters) -> Self {
+        ValidationInfo {
+            accepted_puts: counters.accepted_puts(),
+            accepted_fetches: counters.accepted_fetches(),
+            refused_total: counters.total_refused(),
+            refused: counters
+                .iter()
+                .map(|(reason, count)| (reason.as_str(), count))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -41,10 +74,12 @@ pub struct OverlayInfo {
 }
 
 /// Writes the file atomically (temporary file, then rename), so a reader never sees half.
+/// `validation` is written with the overlay on.
 pub fn write(
     data_dir: &Path,
     listeners: &[Listener],
     overlay: Option<&OverlayInfo>,
+    validation: Option<&ValidationCounters>,
 ) -> io::Result<()> {
     let info = NodeInfo {
         pid: std::process::id(),
@@ -61,12 +96,52 @@ pub fn write(
         p2p_addrs: overlay
             .map(|o| o.p2p_addrs.iter().map(ToString::to_string).collect())
             .unwrap_or_default(),
+        validation: validation.map(ValidationInfo::from),
     };
     let mut json = serde_json::to_vec_pretty(&info).map_err(io::Error::other)?;
     json.push(b'\n');
     let temporary = data_dir.join(format!("{FILE_NAME}.tmp"));
     std::fs::write(&temporary, json)?;
     std::fs::rename(&temporary, data_dir.join(FILE_NAME))
+}
+
+/// How often [`keep_validation_current`] looks at the counters.
+pub const VALIDATION_REFRESH: Duration = Duration::from_secs(1);
+
+/// Rewrites node.json whenever the overlay's validation counters change, looking every
+/// [`VALIDATION_REFRESH`], until `shutdown` turns true or the overlay stops. `written` is
+/// what the file holds already.
+pub async fn keep_validation_current(
+    data_dir: PathBuf,
+    listeners: Vec<Listener>,
+    info: OverlayInfo,
+    overlay: Overlay,
+    mut written: ValidationCounters,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(VALIDATION_REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let Ok(stats) = overlay.stats().await else {
+            return;
+        };
+        if stats.validation == written {
+            continue;
+        }
+        match write(&data_dir, &listeners, Some(&info), Some(&stats.validation)) {
+            Ok(()) => written = stats.validation,
+            // Tried again on the next tick.
+            Err(error) => tracing::warn!(
+                path = %data_dir.join(FILE_NAME).display(),
+                %error,
+                "cannot update node.json"
+            ),
+        }
+    }
 }
 
 /// What `lookup` and `peers` read back from a node's file.
@@ -112,7 +187,7 @@ mod tests {
     #[test]
     fn lists_listeners() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), &listeners(), None).unwrap();
+        write(dir.path(), &listeners(), None, None).unwrap();
         let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(json["pid"], std::process::id());
@@ -138,10 +213,19 @@ mod tests {
             peer_id,
             p2p_addrs: vec![addr.clone()],
         };
-        write(dir.path(), &listeners(), Some(&info)).unwrap();
+        write(
+            dir.path(),
+            &listeners(),
+            Some(&info),
+            Some(&ValidationCounters::default()),
+        )
+        .unwrap();
         let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(json["peer_id"], peer_id.to_string());
+        assert_eq!(json["validation"]["refused_total"], 0);
+        assert_eq!(json["validation"]["refused"]["unauthorised"], 0);
+        assert_eq!(json["validation"]["accepted_puts"], 0);
         assert_eq!(read_p2p_addrs(dir.path()).unwrap(), [addr.to_string()]);
     }
 

@@ -8,12 +8,11 @@ use crate::overlay_link::{OverlayLink, SHUTDOWN_WITHDRAW};
 use crate::runtime::Core;
 use crate::stream::{self, StreamShared, EVENT_QUEUE};
 use crate::udp::UdpEndpoint;
-use crate::{node_info, tls};
+use crate::{domain, node_info, tls};
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
-use overlay::authority::TrustAnchors;
 use overlay::network::{Overlay, OverlayConfig, OverlayEvent};
-use overlay::validate::{AuthorityMode, RecordValidator};
+use overlay::validate::{RecordValidator, ValidationCounters};
 use sip::auth::Credential;
 use sip::server::{Listener, ServerConfig, SipServer};
 use sip::transport::Transport;
@@ -100,9 +99,15 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
         tracing::warn!("no users and not --open: every REGISTER will be refused");
     }
     let overlay = match &config.overlay {
-        Some(settings) => {
-            Some(start_overlay(settings, data_dir, config.server.lookup_timeout).await?)
-        }
+        Some(settings) => Some(
+            start_overlay(
+                settings,
+                data_dir,
+                config.server.lookup_timeout,
+                &config.server.domains,
+            )
+            .await?,
+        ),
         None => None,
     };
 
@@ -144,11 +149,13 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
             shutdown_rx.clone(),
         )));
     }
-    let (link, overlay_info) = match overlay {
-        Some((handle, overlay_events, info)) => {
-            (Some(OverlayLink::new(handle, overlay_events)), Some(info))
-        }
-        None => (None, None),
+    let (link, overlay_info, overlay_handle) = match overlay {
+        Some((handle, overlay_events, info)) => (
+            Some(OverlayLink::new(handle.clone(), overlay_events)),
+            Some(info),
+            Some(handle),
+        ),
+        None => (None, None, None),
     };
     let core_stop = if link.is_some() {
         CORE_STOP + SHUTDOWN_WITHDRAW + OVERLAY_STOP
@@ -162,6 +169,7 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
         events_rx,
         link,
     );
+    let status_shutdown = shutdown_rx.clone();
     let mut core_task = tokio::spawn(core.run(shutdown_rx));
 
     for listener in &listeners {
@@ -172,8 +180,25 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
             "listening"
         );
     }
-    node_info::write(data_dir, &listeners, overlay_info.as_ref())
-        .map_err(|e| RunError::Io(format!("data dir {}: {e}", data_dir.display())))?;
+    let counters = ValidationCounters::default();
+    node_info::write(
+        data_dir,
+        &listeners,
+        overlay_info.as_ref(),
+        overlay_info.as_ref().map(|_| &counters),
+    )
+    .map_err(|e| RunError::Io(format!("data dir {}: {e}", data_dir.display())))?;
+    let status_task = match (overlay_handle, overlay_info) {
+        (Some(handle), Some(info)) => Some(tokio::spawn(node_info::keep_validation_current(
+            data_dir.clone(),
+            listeners.clone(),
+            info,
+            handle,
+            counters,
+            status_shutdown,
+        ))),
+        _ => None,
+    };
     tracing::info!(data_dir = %data_dir.display(), "node ready");
 
     let core_failed = tokio::select! {
@@ -187,6 +212,10 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
         }
     };
     let _ = shutdown.send(true);
+    if let Some(task) = status_task {
+        // It stops at the shutdown signal, or at once if it is writing the file.
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+    }
     if !core_failed && tokio::time::timeout(core_stop, core_task).await.is_err() {
         tracing::warn!("core did not stop in time");
     }
@@ -212,22 +241,30 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
 /// A running overlay: its handle, its events for the core, and what node.json says of it.
 type StartedOverlay = (Overlay, mpsc::Receiver<OverlayEvent>, OverlayInfo);
 
-/// Loads or creates the node key, starts the overlay in open authority mode and reports
-/// where it listens.
+/// Loads or creates the node key, checks the delegation files against it, starts the
+/// overlay with the configured authorities and reports where it listens. `served_domains`
+/// (empty: any) only decides which warnings about missing delegations are worth giving.
 async fn start_overlay(
     settings: &OverlaySettings,
     data_dir: &std::path::Path,
     sip_lookup_timeout: Duration,
+    served_domains: &[String],
 ) -> Result<StartedOverlay, RunError> {
     let keypair = overlay::network::load_or_create_keypair(data_dir)
         .map_err(|e| RunError::Io(format!("overlay: {e}")))?;
+    let authority = &settings.authority;
+    let delegations = domain::load_delegations(
+        authority,
+        &keypair.public().to_peer_id(),
+        domain::unix_now(),
+    )?;
+    domain::warn_about_unauthorised_domains(authority, &delegations, served_domains);
     let mut overlay_config = OverlayConfig::new(keypair);
     overlay_config.listen = settings.listen.clone();
     overlay_config.bootstrap = settings.bootstrap.clone();
     overlay_config.mdns = settings.mdns;
-    // Open mode until domain authorities are configured: entries signed by their serving
-    // node alone are accepted.
-    overlay_config.validator = RecordValidator::new(AuthorityMode::Open, TrustAnchors::new());
+    overlay_config.validator = RecordValidator::new(authority.mode, authority.anchors.clone());
+    overlay_config.delegations = delegations;
     // Below the SIP server's own bound, so that partial DHT answers arrive before the
     // request waiting for them is given up on.
     overlay_config.lookup_timeout = (sip_lookup_timeout * 3 / 4).max(Duration::from_secs(1));
@@ -254,6 +291,8 @@ async fn start_overlay(
         host = %overlay::sip_name::host_name(&peer_id),
         mdns = settings.mdns,
         bootstrap = settings.bootstrap.len(),
+        authority_mode = ?authority.mode,
+        trust_anchor_domains = authority.anchors.len(),
         "overlay started"
     );
     for address in &p2p_addrs {

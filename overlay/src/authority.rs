@@ -10,11 +10,16 @@
 //! protobuf encoding of the key, the same encoding a PeerId is built from
 //! ([`public_key_to_text`]).
 
+mod delegation_file;
 mod key_file;
 #[cfg(test)]
 mod tests;
 mod txt;
 
+pub use delegation_file::{
+    parse_delegation_file, read_delegation_file, DelegationFileError, DelegationLine,
+    MAX_DELEGATIONS_PER_FILE, MAX_DELEGATION_FILE_BYTES, MAX_DELEGATION_TEXT,
+};
 pub use key_file::{
     generate_authority_key, load_authority_key, save_authority_key, AuthorityFileError,
 };

@@ -5,8 +5,9 @@
 //! UDP and TCP, temporary data directory, stderr kept, ready once it answers an OPTIONS,
 //! stopped by pid on drop), with its own command line: open registration for
 //! [`DOMAIN`], the overlay listening on `/ip4/127.0.0.1/tcp/0`, mDNS off unless asked for,
-//! and the given `--bootstrap` addresses. It is ready only once `node.json` also names its
-//! peer id and overlay addresses.
+//! and the given `--bootstrap` addresses, plus any domain authority settings
+//! (`--trust-anchor`, `--delegation`, `--authority-mode`). It is ready only once `node.json`
+//! also names its peer id and overlay addresses.
 
 use crate::node::stop_child;
 use crate::raw_udp::{Request, UdpClient};
@@ -52,6 +53,16 @@ pub struct MeshNodeConfig {
     pub p2p_listen: Vec<String>,
     /// Further arguments, appended as they are.
     pub extra_args: Vec<String>,
+    /// `--trust-anchor`, each `domain=<public key>`.
+    pub trust_anchors: Vec<String>,
+    /// `--delegation` files.
+    pub delegations: Vec<PathBuf>,
+    /// `--authority-mode` (`open`, `closed`); the node's default when `None`.
+    pub authority_mode: Option<String>,
+    /// The data directory; when `None`, a fresh one in the node's temporary directory. Give
+    /// one (holding a `node.key`) to know the node's peer id before it starts, e.g. to
+    /// delegate a domain to it.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for MeshNodeConfig {
@@ -61,6 +72,10 @@ impl Default for MeshNodeConfig {
             mdns: false,
             p2p_listen: vec![P2P_LISTEN.to_string()],
             extra_args: Vec::new(),
+            trust_anchors: Vec::new(),
+            delegations: Vec::new(),
+            authority_mode: None,
+            data_dir: None,
         }
     }
 }
@@ -148,6 +163,7 @@ pub struct MeshNode {
     sip: SocketAddr,
     overlay: OverlayInfo,
     dir: TestDir,
+    data_dir: PathBuf,
     command_line: String,
     /// Stopped on purpose by the test ([`MeshNode::stop`]).
     stopped: bool,
@@ -212,6 +228,15 @@ impl MeshNode {
         if !config.mdns {
             cmd.arg("--no-mdns");
         }
+        for anchor in &config.trust_anchors {
+            cmd.arg("--trust-anchor").arg(anchor);
+        }
+        for file in &config.delegations {
+            cmd.arg("--delegation").arg(file);
+        }
+        if let Some(mode) = &config.authority_mode {
+            cmd.arg("--authority-mode").arg(mode);
+        }
         cmd.args(&config.extra_args);
         cmd
     }
@@ -219,8 +244,16 @@ impl MeshNode {
     fn try_start(bin: &Path, label: &str, config: &MeshNodeConfig, port: u16) -> Result<Attempt> {
         let dir = test_dir(&format!("p2psip-mesh-{label}-"))?;
         let sip = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let data_dir = dir.path().join("data");
+        let data_dir = config
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("data"));
         std::fs::create_dir_all(&data_dir)?;
+        // A node.json left by an earlier attempt in a given data directory is not this one's.
+        match std::fs::remove_file(data_dir.join("node.json")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
         let stdout = File::create(dir.path().join("stdout.log"))?;
         let stderr = File::create(dir.path().join("stderr.log"))?;
 
@@ -237,6 +270,7 @@ impl MeshNode {
             sip,
             overlay: OverlayInfo::default(),
             dir,
+            data_dir: data_dir.clone(),
             command_line,
             stopped: false,
         };
@@ -325,7 +359,33 @@ impl MeshNode {
 
     /// The data directory (holds node.json and the node key).
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data_dir.clone()
+    }
+
+    /// The node's `node.json`, parsed.
+    pub fn node_json(&self) -> Result<serde_json::Value> {
+        let path = self.data_dir.join("node.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("{}: reading {}", self.label, path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: {} is not JSON:\n{text}", self.label, path.display()))
+    }
+
+    /// The record validator's count of values refused for `reason` (`unauthorised`,
+    /// `bad_signature`, ...), from `validation.refused` in `node.json`, which the node
+    /// rewrites about once a second while the counters change.
+    pub fn refusals(&self, reason: &str) -> Result<u64> {
+        let json = self.node_json()?;
+        json.get("validation")
+            .and_then(|v| v.get("refused"))
+            .and_then(|v| v.get(reason))
+            .and_then(serde_json::Value::as_u64)
+            .with_context(|| {
+                format!(
+                    "{}: node.json has no validation.refused.{reason}:\n{json}",
+                    self.label
+                )
+            })
     }
 
     /// The file the node's stderr goes to.
@@ -437,6 +497,25 @@ impl Mesh {
         let mut mesh = Mesh { nodes: vec![first] };
         for i in 1..count {
             let node = MeshNode::start(&format!("node{i}"), &MeshNodeConfig::joining(&bootstrap));
+            let node = mesh.context(node)?;
+            mesh.nodes.push(node);
+        }
+        Ok(mesh)
+    }
+
+    /// Starts one node per config (`node0`, `node1`, ...): the first as configured, every
+    /// other one with node 0's loopback overlay address added to its `--bootstrap`.
+    pub fn start_configured(configs: Vec<MeshNodeConfig>) -> Result<Mesh> {
+        let mut configs = configs.into_iter();
+        let first = configs
+            .next()
+            .ok_or_else(|| anyhow!("a mesh needs at least one node"))?;
+        let first = MeshNode::start("node0", &first)?;
+        let bootstrap = first.p2p_addr();
+        let mut mesh = Mesh { nodes: vec![first] };
+        for (i, mut config) in configs.enumerate() {
+            config.bootstrap.push(bootstrap.clone());
+            let node = MeshNode::start(&format!("node{}", i + 1), &config);
             let node = mesh.context(node)?;
             mesh.nodes.push(node);
         }

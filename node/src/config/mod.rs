@@ -19,6 +19,9 @@
 //! p2p_listen = ["/ip4/0.0.0.0/tcp/4001"]
 //! bootstrap = ["/ip4/192.0.2.10/tcp/4001/p2p/12D3KooWLy8mUBeyYGqzYFF4Urj2aPAyUoPmW5b4UebmEgv6gFVE"]
 //! mdns = true
+//! trust_anchors = ["example.com=4XTTM9qVEgiAJCAMuuMhXYiuRy8oUBPghqDDjpqVuP5du8Dgw"]
+//! delegations = ["node.delegations"]
+//! authority_mode = "open"
 //!
 //! [limits]
 //! max_aors = 1000000
@@ -38,12 +41,18 @@
 //!
 //! Precedence: flag, then file, then default; `--log` falls back on `$RUST_LOG` before the
 //! file, as is usual for that variable. `--no-overlay` and `--no-mdns` can only turn things
-//! off; with the overlay off, `p2p_listen` and `bootstrap` from the file are ignored, but the
-//! `--p2p-listen` and `--bootstrap` flags are an error (they contradict `--no-overlay`).
+//! off; with the overlay off, `p2p_listen`, `bootstrap`, `trust_anchors`, `delegations` and
+//! `authority_mode` from the file are ignored, but the `--p2p-listen`, `--bootstrap`,
+//! `--trust-anchor`, `--delegation` and `--authority-mode` flags are an error (they
+//! contradict `--no-overlay`). Trust anchors and delegation files given as flags replace
+//! those of the file, as for every list. The delegation files are read and checked against
+//! the node's peer id at start-up, once the node key is loaded.
 
 use crate::cli::NodeArgs;
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
+use overlay::authority::{AuthorityError, TrustAnchors};
+use overlay::validate::AuthorityMode;
 use serde::Deserialize;
 use sip::server::ServerConfig;
 use sip::transport::Transport;
@@ -127,6 +136,9 @@ struct FileConfig {
     p2p_listen: Option<Vec<String>>,
     bootstrap: Option<Vec<String>>,
     mdns: Option<bool>,
+    trust_anchors: Option<Vec<String>>,
+    delegations: Option<Vec<PathBuf>>,
+    authority_mode: Option<String>,
     #[serde(default)]
     limits: LimitsFile,
     #[serde(default)]
@@ -214,6 +226,53 @@ pub struct OverlaySettings {
     pub bootstrap: Vec<Multiaddr>,
     /// Discover nodes on the local link by multicast DNS.
     pub mdns: bool,
+    /// Domain authorities and this node's delegations.
+    pub authority: AuthoritySettings,
+}
+
+/// Which domain authorities the node trusts, and the delegations it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthoritySettings {
+    pub mode: AuthorityMode,
+    pub anchors: TrustAnchors,
+    /// Delegation files, read and checked at start-up (they must name the node's peer id).
+    pub delegation_files: Vec<PathBuf>,
+}
+
+impl Default for AuthoritySettings {
+    fn default() -> Self {
+        AuthoritySettings {
+            mode: AuthorityMode::Open,
+            anchors: TrustAnchors::new(),
+            delegation_files: Vec::new(),
+        }
+    }
+}
+
+/// Parses `--authority-mode`: `open` or `closed`. The error is the reason only.
+pub fn parse_authority_mode(text: &str) -> Result<AuthorityMode, String> {
+    match text {
+        "open" => Ok(AuthorityMode::Open),
+        "closed" => Ok(AuthorityMode::Closed),
+        _ => Err("expected open or closed".to_string()),
+    }
+}
+
+/// Parses trust anchors (`domain=<public key>`), naming `origin` and the bad entry.
+fn parse_trust_anchors(values: &[String], origin: Origin<'_>) -> Result<TrustAnchors, ConfigError> {
+    let mut anchors = TrustAnchors::new();
+    for value in values {
+        let reason = |error: AuthorityError| match error {
+            AuthorityError::BadAnchor { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        let (domain, key) =
+            TrustAnchors::parse_entry(value).map_err(|e| invalid(origin, value, reason(e)))?;
+        anchors
+            .add(&domain, key)
+            .map_err(|e| invalid(origin, value, reason(e)))?;
+    }
+    Ok(anchors)
 }
 
 /// The overlay listen address used when none is configured.
@@ -289,6 +348,7 @@ fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
     ]
     .into_iter()
     .flatten()
+    .chain(file.delegations.iter_mut().flatten())
     {
         if p.is_relative() {
             *p = base.join(&*p);
@@ -545,11 +605,14 @@ fn resolve_overlay<'a>(
         } else {
             file_origin("overlay").to_string() + " = false"
         };
-        for (flag, values) in [
-            ("--p2p-listen", &args.p2p_listen),
-            ("--bootstrap", &args.bootstrap),
+        for (flag, set) in [
+            ("--p2p-listen", !args.p2p_listen.is_empty()),
+            ("--bootstrap", !args.bootstrap.is_empty()),
+            ("--trust-anchor", !args.trust_anchor.is_empty()),
+            ("--delegation", !args.delegation.is_empty()),
+            ("--authority-mode", args.authority_mode.is_some()),
         ] {
-            if !values.is_empty() {
+            if set {
                 return Err(ConfigError(format!(
                     "{flag} is set but the overlay is off ({off})"
                 )));
@@ -591,10 +654,35 @@ fn resolve_overlay<'a>(
             parse_bootstrap,
         )?
     };
+    let anchors = if !args.trust_anchor.is_empty() {
+        parse_trust_anchors(&args.trust_anchor, Origin::Flag("trust-anchor"))?
+    } else {
+        parse_trust_anchors(
+            file.trust_anchors.as_deref().unwrap_or_default(),
+            file_origin("trust_anchors"),
+        )?
+    };
+    let mode = match (&args.authority_mode, &file.authority_mode) {
+        (Some(mode), _) => parse_authority_mode(mode)
+            .map_err(|reason| invalid(Origin::Flag("authority-mode"), mode, reason))?,
+        (None, Some(mode)) => parse_authority_mode(mode)
+            .map_err(|reason| invalid(file_origin("authority_mode"), mode, reason))?,
+        (None, None) => AuthorityMode::Open,
+    };
+    let delegation_files = if !args.delegation.is_empty() {
+        args.delegation.clone()
+    } else {
+        file.delegations.clone().unwrap_or_default()
+    };
     Ok(Some(OverlaySettings {
         listen,
         bootstrap,
         mdns: !args.no_mdns && file.mdns.unwrap_or(true),
+        authority: AuthoritySettings {
+            mode,
+            anchors,
+            delegation_files,
+        },
     }))
 }
 

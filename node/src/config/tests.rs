@@ -530,3 +530,148 @@ fn bad_p2p_listen_names_flag_or_key() {
     let (_dir, result) = resolve_file("mdns = \"yes\"\n");
     assert!(result.unwrap_err().0.contains("invalid type"));
 }
+
+/// The text form of the authority key `02` × 32 (`overlay/WIRE.md`).
+const AUTHORITY_KEY: &str = "4XTTM9qVEgiAJCAMuuMhXYiuRy8oUBPghqDDjpqVuP5du8Dgw";
+
+#[test]
+fn authority_defaults_to_open_without_anchors() {
+    let config = resolve(&no_flags(), &Environment::default()).unwrap();
+    let authority = config.overlay.unwrap().authority;
+    assert_eq!(authority, AuthoritySettings::default());
+    assert_eq!(authority.mode, AuthorityMode::Open);
+    assert!(authority.anchors.is_empty());
+}
+
+#[test]
+fn authority_from_file_and_flags_win() {
+    let (dir, result) = resolve_file(&format!(
+        "trust_anchors = [\"Example.COM={AUTHORITY_KEY}\"]\n\
+         delegations = [\"node.delegations\", \"/abs/other.delegations\"]\n\
+         authority_mode = \"closed\"\n"
+    ));
+    let authority = result.unwrap().overlay.unwrap().authority;
+    assert_eq!(authority.mode, AuthorityMode::Closed);
+    assert_eq!(authority.anchors.keys_for("example.com").len(), 1);
+    assert_eq!(
+        authority.delegation_files,
+        [
+            dir.path().join("node.delegations"),
+            PathBuf::from("/abs/other.delegations")
+        ]
+    );
+
+    let args = NodeArgs {
+        config: Some(dir.path().join("node.toml")),
+        trust_anchor: vec![
+            format!("example.org={AUTHORITY_KEY}"),
+            format!(" example.net = {AUTHORITY_KEY} "),
+        ],
+        delegation: vec![PathBuf::from("here.delegations")],
+        authority_mode: Some("open".into()),
+        ..no_flags()
+    };
+    let authority = resolve(&args, &Environment::default())
+        .unwrap()
+        .overlay
+        .unwrap()
+        .authority;
+    assert_eq!(authority.mode, AuthorityMode::Open);
+    assert!(authority.anchors.keys_for("example.com").is_empty());
+    assert_eq!(
+        authority.anchors.domains().collect::<Vec<_>>(),
+        ["example.net", "example.org"]
+    );
+    assert_eq!(
+        authority.delegation_files,
+        [PathBuf::from("here.delegations")]
+    );
+}
+
+#[test]
+fn bad_authority_settings_name_flag_or_key() {
+    let args = NodeArgs {
+        trust_anchor: vec!["example.com".into()],
+        ..no_flags()
+    };
+    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    assert_eq!(
+        err,
+        "--trust-anchor \"example.com\": expected domain=<public key>"
+    );
+    let args = NodeArgs {
+        trust_anchor: vec!["example.com=notakey".into()],
+        ..no_flags()
+    };
+    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    assert!(
+        err.starts_with("--trust-anchor \"example.com=notakey\": public key"),
+        "{err}"
+    );
+    let args = NodeArgs {
+        authority_mode: Some("strict".into()),
+        ..no_flags()
+    };
+    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    assert_eq!(err, "--authority-mode \"strict\": expected open or closed");
+
+    let (dir, result) = resolve_file(&format!("trust_anchors = [\"bad host={AUTHORITY_KEY}\"]\n"));
+    let err = result.unwrap_err().0;
+    assert!(
+        err.starts_with(&format!(
+            "config {}: trust_anchors \"bad host=",
+            dir.path().join("node.toml").display()
+        )),
+        "{err}"
+    );
+    let (dir, result) = resolve_file("authority_mode = \"Closed\"\n");
+    assert_eq!(
+        result.unwrap_err().0,
+        format!(
+            "config {}: authority_mode \"Closed\": expected open or closed",
+            dir.path().join("node.toml").display()
+        )
+    );
+}
+
+#[test]
+fn authority_flags_contradicting_no_overlay_are_errors() {
+    for (args, flag) in [
+        (
+            NodeArgs {
+                trust_anchor: vec![format!("example.com={AUTHORITY_KEY}")],
+                ..no_flags()
+            },
+            "--trust-anchor",
+        ),
+        (
+            NodeArgs {
+                delegation: vec![PathBuf::from("x.delegations")],
+                ..no_flags()
+            },
+            "--delegation",
+        ),
+        (
+            NodeArgs {
+                authority_mode: Some("closed".into()),
+                ..no_flags()
+            },
+            "--authority-mode",
+        ),
+    ] {
+        let args = NodeArgs {
+            no_overlay: true,
+            ..args
+        };
+        let err = resolve(&args, &Environment::default()).unwrap_err().0;
+        assert_eq!(
+            err,
+            format!("{flag} is set but the overlay is off (--no-overlay)")
+        );
+    }
+    // The file's settings are for when the overlay is on.
+    let (_dir, result) = resolve_file(&format!(
+        "overlay = false\ntrust_anchors = [\"example.com={AUTHORITY_KEY}\"]\n"
+    ));
+    assert_eq!(result.unwrap().overlay, None);
+}

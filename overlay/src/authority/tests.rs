@@ -390,3 +390,132 @@ fn authority_wire_format_is_stable() {
         format!("v=p2psip1; k={text}")
     );
 }
+
+#[test]
+fn delegation_text_round_trips() {
+    let authority = generate_authority_key();
+    let delegation =
+        Delegation::issue(&authority, "example.com", node_id(), NOW, NOW + 3600).unwrap();
+    let text = delegation.to_text().unwrap();
+    assert!(text.chars().all(|c| c.is_ascii_alphanumeric()), "{text}");
+    assert!(text.len() <= MAX_DELEGATION_TEXT);
+    assert_eq!(Delegation::from_text(&text).unwrap(), delegation);
+    assert_eq!(
+        Delegation::from_text(&format!("  {text}\n")).unwrap(),
+        delegation
+    );
+    for bad in ["", "0OIl", "abc", &"1".repeat(MAX_DELEGATION_TEXT + 1)] {
+        assert!(Delegation::from_text(bad).is_err(), "{bad}");
+    }
+    // The longest possible delegation still fits the text limit.
+    let longest = bs58::encode(vec![0xffu8; MAX_DELEGATION_BYTES]).into_string();
+    assert!(longest.len() <= MAX_DELEGATION_TEXT, "{}", longest.len());
+}
+
+#[test]
+fn delegation_files_skip_comments_and_name_bad_lines() {
+    let path = std::path::Path::new("/etc/p2psip/node.delegations");
+    let authority = generate_authority_key();
+    let first = Delegation::issue(&authority, "example.com", node_id(), NOW, NOW + 1).unwrap();
+    let second = Delegation::issue(&authority, "example.org", node_id(), NOW, NOW + 1).unwrap();
+    let text = format!(
+        "# for this node\n\n{}\n   \n{}\n",
+        first.to_text().unwrap(),
+        second.to_text().unwrap()
+    );
+    let found = parse_delegation_file(path, &text).unwrap();
+    assert_eq!(found.len(), 2);
+    assert_eq!((found[0].line, &found[0].delegation), (3, &first));
+    assert_eq!((found[1].line, &found[1].delegation), (5, &second));
+
+    let text = format!("{}\nnot-a-delegation\n", first.to_text().unwrap());
+    let error = parse_delegation_file(path, &text).unwrap_err();
+    assert!(
+        matches!(error, DelegationFileError::BadLine { line: 2, .. }),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("node.delegations, line 2"),
+        "{error}"
+    );
+
+    let error = parse_delegation_file(path, "# nothing here\n").unwrap_err();
+    assert!(
+        matches!(error, DelegationFileError::Empty { .. }),
+        "{error}"
+    );
+
+    let line = first.to_text().unwrap() + "\n";
+    let error =
+        parse_delegation_file(path, &line.repeat(MAX_DELEGATIONS_PER_FILE + 1)).unwrap_err();
+    assert!(
+        matches!(error, DelegationFileError::TooMany { .. }),
+        "{error}"
+    );
+    assert_eq!(
+        parse_delegation_file(path, &line.repeat(MAX_DELEGATIONS_PER_FILE))
+            .unwrap()
+            .len(),
+        MAX_DELEGATIONS_PER_FILE
+    );
+}
+
+#[test]
+fn delegation_file_reading_is_bounded_and_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.delegations");
+    let error = read_delegation_file(&missing).unwrap_err();
+    assert!(matches!(error, DelegationFileError::Io { .. }), "{error}");
+    assert!(error.to_string().contains("missing.delegations"), "{error}");
+
+    let large = dir.path().join("large.delegations");
+    fs::write(&large, vec![b'#'; MAX_DELEGATION_FILE_BYTES as usize + 1]).unwrap();
+    assert!(matches!(
+        read_delegation_file(&large),
+        Err(DelegationFileError::TooLarge { .. })
+    ));
+
+    let binary = dir.path().join("binary.delegations");
+    fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
+    assert!(matches!(
+        read_delegation_file(&binary),
+        Err(DelegationFileError::NotText { .. })
+    ));
+
+    let good = dir.path().join("good.delegations");
+    let delegation = Delegation::issue(
+        &generate_authority_key(),
+        "example.com",
+        node_id(),
+        NOW,
+        NOW + 1,
+    )
+    .unwrap();
+    fs::write(&good, delegation.to_text().unwrap() + "\n").unwrap();
+    assert_eq!(
+        read_delegation_file(&good).unwrap()[0].delegation,
+        delegation
+    );
+}
+
+/// The text form of the worked example's delegation, for `overlay/WIRE.md`.
+#[test]
+fn delegation_text_form_is_stable() {
+    let node = Keypair::ed25519_from_bytes([1u8; 32]).unwrap();
+    let authority = Keypair::ed25519_from_bytes([2u8; 32]).unwrap();
+    let delegation = Delegation::issue(
+        &authority,
+        "example.com",
+        node.public().to_peer_id(),
+        1_699_990_000,
+        1_700_086_400,
+    )
+    .unwrap();
+    let text = concat!(
+        "D3wqda3rkwr5RQAEFVueBMtss5BPFhtgVkkvw9JSB8n7ReFKrxPcFQYFXe82ihcWaD5xAY4xESGrjgoMWsaE6",
+        "LouFuTM6ovbx6Evd4fXyLMVgzD9cL31oTVPJK6952YikByr4eMVxEqEutHuzgwfjwQ9YfZD9nRbeB5AHxkqQ",
+        "WkUUeJMoW6srGz6Hnxqt526VntdEvepxaPUJCV3sx8hpmas4ERbE7g",
+    );
+    assert_eq!(delegation.to_text().unwrap(), text);
+    assert_eq!(Delegation::from_text(text).unwrap(), delegation);
+}
