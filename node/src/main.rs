@@ -13,6 +13,7 @@ mod domain;
 mod lru;
 mod node_info;
 mod overlay_link;
+mod route_cache;
 mod runtime;
 mod startup;
 mod stream;

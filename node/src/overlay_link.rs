@@ -21,6 +21,7 @@
 //!   runs at a time; a change arriving meanwhile is published when it ends.
 
 use crate::lru::LruMap;
+use crate::route_cache::{CachedRoute, RouteCache, ServingPeers};
 use bytes::Bytes;
 use libp2p::{Multiaddr, PeerId};
 use overlay::key::Aor;
@@ -70,6 +71,12 @@ pub const INPUT_BATCH: usize = 64;
 /// A sender task with nothing to send for this long ends; the next message starts another.
 const SENDER_IDLE: Duration = Duration::from_secs(5 * 60);
 
+/// Lookup results kept, and for how long: found routes at most [`ROUTE_TTL`] (less when the
+/// record expires sooner), "no such user" for [`NO_ROUTE_TTL`].
+const ROUTE_CACHE: usize = 65_536;
+const ROUTE_TTL: Duration = Duration::from_secs(30);
+const NO_ROUTE_TTL: Duration = Duration::from_secs(5);
+
 /// Shortest time between two full republications after the change log overflowed.
 const RESYNC_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -94,13 +101,15 @@ const SEND_FAILURES: usize = 256;
 #[derive(Debug)]
 pub struct LookupDone {
     id: LookupId,
+    aor: String,
     result: Resolved,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 enum Resolved {
-    /// The nodes serving live bindings, best binding first, with their addresses.
-    Found(Vec<(PeerId, Vec<Multiaddr>)>),
+    /// The nodes serving live bindings, best binding first, with their addresses, and how
+    /// long the longest of those bindings stays live.
+    Found(ServingPeers, Duration),
     NotFound,
     Unavailable,
 }
@@ -145,6 +154,8 @@ pub struct OverlayLink {
     failures_tx: mpsc::Sender<PeerId>,
     failures_rx: mpsc::Receiver<PeerId>,
     addrs: LruMap<PeerId, Vec<Multiaddr>>,
+    /// Recent lookup results, so calls to a remote user do not each cost a DHT query.
+    routes: RouteCache,
     senders: LruMap<PeerId, PeerSender>,
     /// AoRs with a publish task running → whether another publish is due when it ends.
     /// At most [`MAX_PUBLISHES`] entries.
@@ -178,6 +189,7 @@ impl OverlayLink {
             failures_tx,
             failures_rx,
             addrs: LruMap::new(ADDRESS_CACHE),
+            routes: RouteCache::new(ROUTE_CACHE, ROUTE_TTL, NO_ROUTE_TTL),
             senders: LruMap::new(MAX_PEERS),
             publishing: HashMap::new(),
             publish_tx,
@@ -242,22 +254,21 @@ impl OverlayLink {
             LinkInput::Lookup(done) => {
                 self.lookups_running = self.lookups_running.saturating_sub(1);
                 let outcome = match done.result {
-                    Resolved::Found(peers) => {
-                        let mut hosts = Vec::with_capacity(peers.len());
-                        for (peer, addrs) in peers {
-                            if !addrs.is_empty() {
-                                self.addrs.insert(peer, addrs);
-                            }
-                            hosts.push(sip_name::host_name(&peer));
-                        }
-                        LookupOutcome::Found(hosts)
+                    Resolved::Found(peers, valid_for) => {
+                        self.routes
+                            .store_found(now, &done.aor, peers.clone(), valid_for);
+                        self.found_outcome(peers)
                     }
-                    Resolved::NotFound => LookupOutcome::NotFound,
+                    Resolved::NotFound => {
+                        self.routes.store_not_found(now, &done.aor);
+                        LookupOutcome::NotFound
+                    }
                     Resolved::Unavailable => LookupOutcome::Unavailable,
                 };
                 server.resolve_lookup(now, done.id, outcome);
             }
             LinkInput::SendFailed(peer) => {
+                self.routes.forget_peer(&peer);
                 server.overlay_peer_unreachable(now, &sip_name::host_name(&peer));
             }
             LinkInput::Published(done) => {
@@ -311,7 +322,31 @@ impl OverlayLink {
         )
     }
 
+    /// Remembers the peers' addresses for dialling and names them for the server.
+    fn found_outcome(&mut self, peers: ServingPeers) -> LookupOutcome {
+        let mut hosts = Vec::with_capacity(peers.len());
+        for (peer, addrs) in peers {
+            if !addrs.is_empty() {
+                self.addrs.insert(peer, addrs);
+            }
+            hosts.push(sip_name::host_name(&peer));
+        }
+        LookupOutcome::Found(hosts)
+    }
+
     fn start_lookup(&mut self, now: Instant, server: &mut SipServer, id: LookupId, aor: String) {
+        match self.routes.get(now, &aor) {
+            Some(CachedRoute::Found(peers)) => {
+                let outcome = self.found_outcome(peers);
+                server.resolve_lookup(now, id, outcome);
+                return;
+            }
+            Some(CachedRoute::NotFound) => {
+                server.resolve_lookup(now, id, LookupOutcome::NotFound);
+                return;
+            }
+            None => {}
+        }
         let key = match Aor::parse(&aor) {
             Ok(key) => key,
             Err(error) => {
@@ -331,7 +366,8 @@ impl OverlayLink {
         self.lookups_running += 1;
         let span = tracing::debug_span!("overlay_lookup", lookup = id.0, %aor);
         tokio::spawn(
-            lookup_task(self.overlay.clone(), id, key, self.lookup_tx.clone()).instrument(span),
+            lookup_task(self.overlay.clone(), id, aor, key, self.lookup_tx.clone())
+                .instrument(span),
         );
     }
 
@@ -578,8 +614,10 @@ fn record_bindings(
 
 /// The distinct nodes serving live bindings of `record`, best binding first.
 fn serving_peers(record: &RegistrationRecord, now_unix: u64) -> Resolved {
-    let mut peers: Vec<(PeerId, Vec<Multiaddr>)> = Vec::new();
+    let mut peers: ServingPeers = Vec::new();
+    let mut latest_expiry = now_unix;
     for live in record.live_bindings(now_unix) {
+        latest_expiry = latest_expiry.max(live.binding.expires_at);
         if !peers.iter().any(|(peer, _)| *peer == live.serving_peer) {
             peers.push((live.serving_peer, live.serving_addrs.to_vec()));
         }
@@ -587,11 +625,17 @@ fn serving_peers(record: &RegistrationRecord, now_unix: u64) -> Resolved {
     if peers.is_empty() {
         Resolved::NotFound
     } else {
-        Resolved::Found(peers)
+        Resolved::Found(peers, Duration::from_secs(latest_expiry - now_unix))
     }
 }
 
-async fn lookup_task(overlay: Overlay, id: LookupId, aor: Aor, answers: mpsc::Sender<LookupDone>) {
+async fn lookup_task(
+    overlay: Overlay,
+    id: LookupId,
+    aor_text: String,
+    aor: Aor,
+    answers: mpsc::Sender<LookupDone>,
+) {
     let result = match overlay.lookup(aor).await {
         Ok(Some(record)) => serving_peers(&record, unix_now()),
         Ok(None) => Resolved::NotFound,
@@ -602,7 +646,13 @@ async fn lookup_task(overlay: Overlay, id: LookupId, aor: Aor, answers: mpsc::Se
     };
     debug!(?result, "overlay lookup done");
     // Never waits (see `lookup_tx`); fails only when the core has stopped.
-    let _ = answers.send(LookupDone { id, result }).await;
+    let _ = answers
+        .send(LookupDone {
+            id,
+            aor: aor_text,
+            result,
+        })
+        .await;
 }
 
 async fn publish_task(
@@ -890,7 +940,7 @@ mod tests {
                 entry(&c, &aor, &[("sip:c@x", 1500, 1000)]),
             ],
         };
-        let Resolved::Found(peers) = serving_peers(&record, 2000) else {
+        let Resolved::Found(peers, _) = serving_peers(&record, 2000) else {
             panic!("nothing found");
         };
         let ids: Vec<PeerId> = peers.iter().map(|(peer, _)| *peer).collect();
