@@ -124,6 +124,19 @@ pub struct NodeArgs {
     /// node alone, "closed" refuses them. Default: open.
     #[arg(long, value_name = "MODE")]
     pub authority_mode: Option<String>,
+
+    /// Overlay role: "supernode" (DHT server and relay for peers behind NAT), "peer" (DHT
+    /// client holding a relay reservation on a supernode), or "auto": a peer that becomes a
+    /// supernode once AutoNAT confirms a public address and the node has been up for
+    /// --promote-after, and a peer again when the confirmation is lost. An auto node stores
+    /// records (DHT server) as long as it is connected to no supernode. Default: auto.
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+
+    /// With --role auto, seconds the node must have been up before it can become a
+    /// supernode. Default: 600.
+    #[arg(long, value_name = "SECONDS")]
+    pub promote_after: Option<u64>,
 }
 
 /// `p2psip domain` subcommands.
@@ -354,6 +367,22 @@ mod tests {
         assert_eq!(args.trust_anchor, ["a.example=K1", "b.example=K2"]);
         assert_eq!(args.delegation, [PathBuf::from("node.delegations")]);
         assert_eq!(args.authority_mode.as_deref(), Some("closed"));
+        assert_eq!((args.role, args.promote_after), (None, None));
+
+        let cli = Cli::try_parse_from([
+            "p2psip",
+            "node",
+            "--role",
+            "supernode",
+            "--promote-after",
+            "30",
+        ])
+        .unwrap();
+        let Command::Node(args) = cli.command else {
+            panic!("not the node subcommand");
+        };
+        assert_eq!(args.role.as_deref(), Some("supernode"));
+        assert_eq!(args.promote_after, Some(30));
 
         let cli = Cli::try_parse_from([
             "p2psip",

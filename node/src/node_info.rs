@@ -1,11 +1,12 @@
 //! `<data-dir>/node.json`: what a running node tells scripts, chiefly where it listens
 //! (ports chosen by the kernel for `:0` listeners included) and, with the overlay on, its
-//! peer id, the full multiaddrs other nodes bootstrap from, and the record validator's
-//! counters (`validation`: values accepted and refused per reason), which the node rewrites
-//! when they change (see [`keep_validation_current`]).
+//! peer id, the full multiaddrs other nodes bootstrap from, its overlay role (`role`:
+//! `peer` or `supernode`) and the record validator's counters (`validation`: values accepted
+//! and refused per reason); the node rewrites the file when the last two change (see
+//! [`keep_status_current`]).
 
 use libp2p::{Multiaddr, PeerId};
-use overlay::network::Overlay;
+use overlay::network::{NodeRole, Overlay, OverlayStats};
 use overlay::validate::ValidationCounters;
 use serde::{Deserialize, Serialize};
 use sip::server::Listener;
@@ -30,8 +31,27 @@ struct NodeInfo<'a> {
     /// Overlay addresses ending in `/p2p/<peer id>`, ready for `--bootstrap`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     p2p_addrs: Vec<String>,
+    /// The role the node plays now: `peer` or `supernode`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     validation: Option<ValidationInfo>,
+}
+
+/// The overlay part of node.json that changes while the node runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OverlayStatus {
+    pub role: NodeRole,
+    pub validation: ValidationCounters,
+}
+
+impl From<OverlayStats> for OverlayStatus {
+    fn from(stats: OverlayStats) -> Self {
+        OverlayStatus {
+            role: stats.role,
+            validation: stats.validation,
+        }
+    }
 }
 
 /// The record validator's counters: values (puts and fetched records) accepted, and values
@@ -74,12 +94,12 @@ pub struct OverlayInfo {
 }
 
 /// Writes the file atomically (temporary file, then rename), so a reader never sees half.
-/// `validation` is written with the overlay on.
+/// `status` is written with the overlay on.
 pub fn write(
     data_dir: &Path,
     listeners: &[Listener],
     overlay: Option<&OverlayInfo>,
-    validation: Option<&ValidationCounters>,
+    status: Option<&OverlayStatus>,
 ) -> io::Result<()> {
     let info = NodeInfo {
         pid: std::process::id(),
@@ -96,7 +116,8 @@ pub fn write(
         p2p_addrs: overlay
             .map(|o| o.p2p_addrs.iter().map(ToString::to_string).collect())
             .unwrap_or_default(),
-        validation: validation.map(ValidationInfo::from),
+        role: status.map(|status| status.role.as_str()),
+        validation: status.map(|status| ValidationInfo::from(&status.validation)),
     };
     let mut json = serde_json::to_vec_pretty(&info).map_err(io::Error::other)?;
     json.push(b'\n');
@@ -105,21 +126,21 @@ pub fn write(
     std::fs::rename(&temporary, data_dir.join(FILE_NAME))
 }
 
-/// How often [`keep_validation_current`] looks at the counters.
-pub const VALIDATION_REFRESH: Duration = Duration::from_secs(1);
+/// How often [`keep_status_current`] looks at the overlay's role and counters.
+pub const STATUS_REFRESH: Duration = Duration::from_secs(1);
 
-/// Rewrites node.json whenever the overlay's validation counters change, looking every
-/// [`VALIDATION_REFRESH`], until `shutdown` turns true or the overlay stops. `written` is
+/// Rewrites node.json whenever the overlay's role or validation counters change, looking
+/// every [`STATUS_REFRESH`], until `shutdown` turns true or the overlay stops. `written` is
 /// what the file holds already.
-pub async fn keep_validation_current(
+pub async fn keep_status_current(
     data_dir: PathBuf,
     listeners: Vec<Listener>,
     info: OverlayInfo,
     overlay: Overlay,
-    mut written: ValidationCounters,
+    mut written: OverlayStatus,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(VALIDATION_REFRESH);
+    let mut tick = tokio::time::interval(STATUS_REFRESH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -129,11 +150,12 @@ pub async fn keep_validation_current(
         let Ok(stats) = overlay.stats().await else {
             return;
         };
-        if stats.validation == written {
+        let status = OverlayStatus::from(stats);
+        if status == written {
             continue;
         }
-        match write(&data_dir, &listeners, Some(&info), Some(&stats.validation)) {
-            Ok(()) => written = stats.validation,
+        match write(&data_dir, &listeners, Some(&info), Some(&status)) {
+            Ok(()) => written = status,
             // Tried again on the next tick.
             Err(error) => tracing::warn!(
                 path = %data_dir.join(FILE_NAME).display(),
@@ -195,6 +217,7 @@ mod tests {
         assert_eq!(json["listeners"][0]["address"], "[::1]:5070");
         assert!(json.get("peer_id").is_none());
         assert!(json.get("p2p_addrs").is_none());
+        assert!(json.get("role").is_none());
         assert!(read_p2p_addrs(dir.path())
             .unwrap_err()
             .contains("no p2p_addrs"));
@@ -213,16 +236,15 @@ mod tests {
             peer_id,
             p2p_addrs: vec![addr.clone()],
         };
-        write(
-            dir.path(),
-            &listeners(),
-            Some(&info),
-            Some(&ValidationCounters::default()),
-        )
-        .unwrap();
+        let status = OverlayStatus {
+            role: NodeRole::Supernode,
+            ..OverlayStatus::default()
+        };
+        write(dir.path(), &listeners(), Some(&info), Some(&status)).unwrap();
         let text = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(json["peer_id"], peer_id.to_string());
+        assert_eq!(json["role"], "supernode");
         assert_eq!(json["validation"]["refused_total"], 0);
         assert_eq!(json["validation"]["refused"]["unauthorised"], 0);
         assert_eq!(json["validation"]["accepted_puts"], 0);

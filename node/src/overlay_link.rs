@@ -284,6 +284,9 @@ impl OverlayLink {
             OverlayEvent::ListenAddrExpired { address } => {
                 debug!(%address, "overlay stopped listening")
             }
+            OverlayEvent::RoleChanged { role } => {
+                info!(%role, peer_id = %self.overlay.local_peer_id(), "overlay role changed")
+            }
             other => debug!(event = ?other, "overlay event"),
         }
     }

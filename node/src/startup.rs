@@ -3,7 +3,7 @@
 
 use crate::config::{ConfigError, NodeConfig, OverlaySettings};
 use crate::connections::Connections;
-use crate::node_info::OverlayInfo;
+use crate::node_info::{OverlayInfo, OverlayStatus};
 use crate::overlay_link::{OverlayLink, SHUTDOWN_WITHDRAW};
 use crate::runtime::Core;
 use crate::stream::{self, StreamShared, EVENT_QUEUE};
@@ -12,7 +12,7 @@ use crate::{domain, node_info, tls};
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use overlay::network::{Overlay, OverlayConfig, OverlayEvent};
-use overlay::validate::{RecordValidator, ValidationCounters};
+use overlay::validate::RecordValidator;
 use sip::auth::Credential;
 use sip::server::{Listener, ServerConfig, SipServer};
 use sip::transport::Transport;
@@ -180,21 +180,29 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
             "listening"
         );
     }
-    let counters = ValidationCounters::default();
+    let status = match &overlay_handle {
+        // A closed overlay shows up soon enough in the core; the file then says what it can.
+        Some(handle) => handle
+            .stats()
+            .await
+            .map(OverlayStatus::from)
+            .unwrap_or_default(),
+        None => OverlayStatus::default(),
+    };
     node_info::write(
         data_dir,
         &listeners,
         overlay_info.as_ref(),
-        overlay_info.as_ref().map(|_| &counters),
+        overlay_info.as_ref().map(|_| &status),
     )
     .map_err(|e| RunError::Io(format!("data dir {}: {e}", data_dir.display())))?;
     let status_task = match (overlay_handle, overlay_info) {
-        (Some(handle), Some(info)) => Some(tokio::spawn(node_info::keep_validation_current(
+        (Some(handle), Some(info)) => Some(tokio::spawn(node_info::keep_status_current(
             data_dir.clone(),
             listeners.clone(),
             info,
             handle,
-            counters,
+            status,
             status_shutdown,
         ))),
         _ => None,
@@ -265,6 +273,8 @@ async fn start_overlay(
     overlay_config.mdns = settings.mdns;
     overlay_config.validator = RecordValidator::new(authority.mode, authority.anchors.clone());
     overlay_config.delegations = delegations;
+    overlay_config.role = settings.role;
+    overlay_config.promote_after = settings.promote_after;
     // Below the SIP server's own bound, so that partial DHT answers arrive before the
     // request waiting for them is given up on.
     overlay_config.lookup_timeout = (sip_lookup_timeout * 3 / 4).max(Duration::from_secs(1));
@@ -293,6 +303,8 @@ async fn start_overlay(
         bootstrap = settings.bootstrap.len(),
         authority_mode = ?authority.mode,
         trust_anchor_domains = authority.anchors.len(),
+        role = %settings.role,
+        promote_after_secs = settings.promote_after.as_secs(),
         "overlay started"
     );
     for address in &p2p_addrs {

@@ -3,16 +3,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
-use libp2p::{Multiaddr, PeerId};
+use libp2p::{kad, Multiaddr, PeerId};
 use overlay::authority::{generate_authority_key, Delegation, TrustAnchors};
-use overlay::key::Aor;
+use overlay::key::{Aor, RecordKind};
 use overlay::network::{
-    load_or_create_keypair, Overlay, OverlayConfig, OverlayEvent, PublishError,
+    load_or_create_keypair, DhtMode, NodeRole, Overlay, OverlayConfig, OverlayEvent, PublishError,
+    RoleSetting,
 };
 use overlay::record::RecordBinding;
 use overlay::validate::{AuthorityMode, RecordValidator, RefusalReason};
@@ -435,6 +437,192 @@ async fn node_key_gives_the_same_peer_id_after_restart() {
     let second = start(loopback_config(load_or_create_keypair(dir.path()).unwrap())).await;
     assert_eq!(second.overlay.local_peer_id(), first_id);
     shutdown(vec![second]).await;
+}
+
+/// Nobody gets a confirmed public address on loopback, so `auto` nodes (the default) stay
+/// peers; with no supernode around they stay DHT servers and store each other's records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_nodes_without_a_supernode_store_records() {
+    init_tracing();
+    // `mesh` waits until every routing table holds every other node: only DHT servers
+    // are added to routing tables.
+    let nodes = mesh(3, |_, _| {}).await;
+    for node in &nodes {
+        let stats = node.overlay.stats().await.unwrap();
+        assert_eq!(stats.role, NodeRole::Peer);
+        assert!(stats.dht_server, "{stats:?}");
+        assert_eq!(stats.connected_supernodes, 0);
+        assert_eq!(stats.relay_reservation, None);
+    }
+    let aor = Aor::parse("sip:grace@example.com").unwrap();
+    let report = nodes[0]
+        .overlay
+        .publish(aor.clone(), vec![binding("sip:grace@127.0.0.1:5110")])
+        .await
+        .unwrap();
+    assert_eq!(report.remote_copies, 2, "{report:?}");
+    for node in &nodes[1..] {
+        assert_eq!(node.overlay.stats().await.unwrap().stored_records, 1);
+    }
+    shutdown(nodes).await;
+}
+
+/// A peer holds a relay reservation on a supernode, and a node that knows the peer only by
+/// its relayed address reaches it through the circuit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_is_reached_through_its_reservation_on_a_supernode() {
+    init_tracing();
+    let mut config = loopback_config(Keypair::generate_ed25519());
+    config.role = RoleSetting::Supernode;
+    let supernode = start(config).await;
+    let supernode_id = supernode.overlay.local_peer_id();
+
+    let mut config = loopback_config(Keypair::generate_ed25519());
+    config.role = RoleSetting::Peer;
+    config.bootstrap = vec![supernode.addr.clone()];
+    let mut peer = start(config).await;
+    let peer_id = peer.overlay.local_peer_id();
+
+    // In `auto`, as every node starts.
+    let mut config = loopback_config(Keypair::generate_ed25519());
+    config.bootstrap = vec![supernode.addr.clone()];
+    let mut caller = start(config).await;
+    let caller_id = caller.overlay.local_peer_id();
+
+    let stats = supernode.overlay.stats().await.unwrap();
+    assert_eq!(stats.role, NodeRole::Supernode);
+    assert!(stats.dht_server);
+    let overlay = peer.overlay.clone();
+    wait_for("the peer's relay reservation", WAIT, || {
+        let overlay = overlay.clone();
+        async move { overlay.stats().await.unwrap().relay_reservation == Some(supernode_id) }
+    })
+    .await;
+    let stats = peer.overlay.stats().await.unwrap();
+    assert_eq!(stats.role, NodeRole::Peer);
+    assert!(!stats.dht_server, "{stats:?}");
+    // An `auto` peer connected to a supernode leaves storing to it.
+    let overlay = caller.overlay.clone();
+    wait_for("the auto node to become a DHT client", WAIT, || {
+        let overlay = overlay.clone();
+        async move {
+            let stats = overlay.stats().await.unwrap();
+            !stats.dht_server && stats.connected_supernodes == 1
+        }
+    })
+    .await;
+    assert_eq!(caller.overlay.stats().await.unwrap().role, NodeRole::Peer);
+
+    // The peer's records tell others its relayed address (stored at the supernode, the only
+    // DHT server).
+    let aor = Aor::parse("sip:ivy@example.com").unwrap();
+    let report = peer
+        .overlay
+        .publish(aor.clone(), vec![binding("sip:ivy@127.0.0.1:5130")])
+        .await
+        .unwrap();
+    assert_eq!(report.remote_copies, 1, "{report:?}");
+    let record = caller.overlay.lookup(aor).await.unwrap().unwrap();
+    assert_eq!(record.entries.len(), 1, "{record:?}");
+    let advertised = &record.entries[0].serving_addrs;
+    assert!(
+        advertised.iter().any(|address| address
+            .iter()
+            .any(|protocol| protocol == Protocol::P2pCircuit)),
+        "{advertised:?}"
+    );
+
+    // The caller has no direct address of the peer, a DHT client that no routing table holds.
+    assert!(caller
+        .overlay
+        .peers()
+        .await
+        .unwrap()
+        .iter()
+        .all(|status| status.peer != peer_id));
+    let circuit = supernode
+        .addr
+        .clone()
+        .with(Protocol::P2pCircuit)
+        .with(Protocol::P2p(peer_id));
+    let message = sip_message("relayed", b"through the supernode");
+    caller
+        .overlay
+        .send_sip(peer_id, vec![circuit], message.clone())
+        .await
+        .unwrap();
+    let (from, bytes) = next_sip(&mut peer.events).await;
+    assert_eq!(from, caller_id);
+    assert_eq!(bytes, message);
+
+    // And back, over the connection the caller opened.
+    let reply = sip_message("relayed-reply", b"");
+    peer.overlay
+        .send_sip(caller_id, Vec::new(), reply.clone())
+        .await
+        .unwrap();
+    let (from, bytes) = next_sip(&mut caller.events).await;
+    assert_eq!(from, peer_id);
+    assert_eq!(bytes, reply);
+    shutdown(vec![caller, peer, supernode]).await;
+}
+
+/// Whether the record key of `aor` is closer to `a` than to `b` in the DHT's metric.
+fn closer_to(aor: &Aor, a: PeerId, b: PeerId) -> bool {
+    let key = kad::KBucketKey::new(kad::RecordKey::new(&aor.dht_key(RecordKind::Registration)));
+    kad::KBucketKey::from(a).distance(&key) < kad::KBucketKey::from(b).distance(&key)
+}
+
+/// A record stored at one node only is handed to the other when that node leaves
+/// gracefully, before any replication could run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_survive_a_graceful_leave() {
+    init_tracing();
+    let mut nodes = mesh(2, |_, _| {}).await;
+    let (holder_id, other_id) = (
+        nodes[0].overlay.local_peer_id(),
+        nodes[1].overlay.local_peer_id(),
+    );
+    // A DHT client (stored at by nobody) that puts to the single closest node.
+    let mut config = loopback_config(Keypair::generate_ed25519());
+    config.dht_mode = DhtMode::Client;
+    config.replication_factor = NonZeroUsize::MIN;
+    config.write_quorum = NonZeroUsize::MIN;
+    config.bootstrap = vec![nodes[0].addr.clone()];
+    let publisher = start(config).await;
+    let overlay = publisher.overlay.clone();
+    wait_for("the publisher to know both nodes", WAIT, || {
+        let overlay = overlay.clone();
+        async move { overlay.peers().await.unwrap().len() >= 2 }
+    })
+    .await;
+    let aor = (0..)
+        .map(|n| Aor::parse(&format!("sip:user{n}@example.com")).unwrap())
+        .find(|aor| closer_to(aor, holder_id, other_id))
+        .unwrap();
+    let report = publisher
+        .overlay
+        .publish(aor.clone(), vec![binding("sip:henry@127.0.0.1:5120")])
+        .await
+        .unwrap();
+    assert_eq!(report.remote_copies, 1, "{report:?}");
+    assert_eq!(nodes[0].overlay.stats().await.unwrap().stored_records, 1);
+    assert_eq!(nodes[1].overlay.stats().await.unwrap().stored_records, 0);
+
+    let holder = nodes.remove(0);
+    holder.overlay.shutdown().await;
+    let overlay = nodes[0].overlay.clone();
+    wait_for("the handed-over record", WAIT, || {
+        let overlay = overlay.clone();
+        async move { overlay.stats().await.unwrap().stored_records == 1 }
+    })
+    .await;
+    let record = nodes[0].overlay.lookup(aor).await.unwrap().unwrap();
+    let live = record.live_bindings(now());
+    assert_eq!(live.len(), 1, "{record:?}");
+    assert_eq!(live[0].serving_peer, publisher.overlay.local_peer_id());
+    shutdown(vec![publisher]).await;
+    shutdown(nodes).await;
 }
 
 /// Environment variable set when this test binary runs inside its own network namespace.

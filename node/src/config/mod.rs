@@ -22,6 +22,8 @@
 //! trust_anchors = ["example.com=4XTTM9qVEgiAJCAMuuMhXYiuRy8oUBPghqDDjpqVuP5du8Dgw"]
 //! delegations = ["node.delegations"]
 //! authority_mode = "open"
+//! role = "auto"
+//! promote_after = 600
 //!
 //! [limits]
 //! max_aors = 1000000
@@ -41,10 +43,10 @@
 //!
 //! Precedence: flag, then file, then default; `--log` falls back on `$RUST_LOG` before the
 //! file, as is usual for that variable. `--no-overlay` and `--no-mdns` can only turn things
-//! off; with the overlay off, `p2p_listen`, `bootstrap`, `trust_anchors`, `delegations` and
-//! `authority_mode` from the file are ignored, but the `--p2p-listen`, `--bootstrap`,
-//! `--trust-anchor`, `--delegation` and `--authority-mode` flags are an error (they
-//! contradict `--no-overlay`). Trust anchors and delegation files given as flags replace
+//! off; with the overlay off, `p2p_listen`, `bootstrap`, `trust_anchors`, `delegations`,
+//! `authority_mode`, `role` and `promote_after` from the file are ignored, but the
+//! `--p2p-listen`, `--bootstrap`, `--trust-anchor`, `--delegation`, `--authority-mode`,
+//! `--role` and `--promote-after` flags are an error (they contradict `--no-overlay`). Trust anchors and delegation files given as flags replace
 //! those of the file, as for every list. The delegation files are read and checked against
 //! the node's peer id at start-up, once the node key is loaded.
 
@@ -52,6 +54,7 @@ use crate::cli::NodeArgs;
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use overlay::authority::{AuthorityError, TrustAnchors};
+use overlay::network::RoleSetting;
 use overlay::validate::AuthorityMode;
 use serde::Deserialize;
 use sip::server::ServerConfig;
@@ -139,6 +142,8 @@ struct FileConfig {
     trust_anchors: Option<Vec<String>>,
     delegations: Option<Vec<PathBuf>>,
     authority_mode: Option<String>,
+    role: Option<String>,
+    promote_after: Option<u64>,
     #[serde(default)]
     limits: LimitsFile,
     #[serde(default)]
@@ -228,7 +233,19 @@ pub struct OverlaySettings {
     pub mdns: bool,
     /// Domain authorities and this node's delegations.
     pub authority: AuthoritySettings,
+    /// The node's role in the overlay: `auto`, `peer` or `supernode`.
+    pub role: RoleSetting,
+    /// With role `auto`, the uptime after which a confirmed public address makes the node a
+    /// supernode.
+    pub promote_after: Duration,
 }
+
+/// Default of `--promote-after`.
+pub const DEFAULT_PROMOTE_AFTER: Duration = Duration::from_secs(600);
+
+/// Largest `--promote-after`, in seconds (a week): a larger value is more likely a unit
+/// mistake than a wish.
+const MAX_PROMOTE_AFTER_SECS: u64 = 7 * 24 * 3600;
 
 /// Which domain authorities the node trusts, and the delegations it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -611,6 +628,8 @@ fn resolve_overlay<'a>(
             ("--trust-anchor", !args.trust_anchor.is_empty()),
             ("--delegation", !args.delegation.is_empty()),
             ("--authority-mode", args.authority_mode.is_some()),
+            ("--role", args.role.is_some()),
+            ("--promote-after", args.promote_after.is_some()),
         ] {
             if set {
                 return Err(ConfigError(format!(
@@ -674,6 +693,20 @@ fn resolve_overlay<'a>(
     } else {
         file.delegations.clone().unwrap_or_default()
     };
+    let role = match (&args.role, &file.role) {
+        (Some(role), _) => role
+            .parse()
+            .map_err(|e| invalid(Origin::Flag("role"), role, e))?,
+        (None, Some(role)) => role
+            .parse()
+            .map_err(|e| invalid(file_origin("role"), role, e))?,
+        (None, None) => RoleSetting::Auto,
+    };
+    let promote_after = match (args.promote_after, file.promote_after) {
+        (Some(secs), _) => promote_after(secs, Origin::Flag("promote-after"))?,
+        (None, Some(secs)) => promote_after(secs, file_origin("promote_after"))?,
+        (None, None) => DEFAULT_PROMOTE_AFTER,
+    };
     Ok(Some(OverlaySettings {
         listen,
         bootstrap,
@@ -683,7 +716,20 @@ fn resolve_overlay<'a>(
             anchors,
             delegation_files,
         },
+        role,
+        promote_after,
     }))
+}
+
+fn promote_after(secs: u64, origin: Origin<'_>) -> Result<Duration, ConfigError> {
+    if secs > MAX_PROMOTE_AFTER_SECS {
+        return Err(invalid(
+            origin,
+            secs,
+            format_args!("must be at most {MAX_PROMOTE_AFTER_SECS} (a week)"),
+        ));
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 fn parse_listeners(values: &[String], origin: Origin<'_>) -> Result<Vec<ListenAddr>, ConfigError> {

@@ -675,3 +675,86 @@ fn authority_flags_contradicting_no_overlay_are_errors() {
     ));
     assert_eq!(result.unwrap().overlay, None);
 }
+
+#[test]
+fn role_defaults_to_auto_and_flags_win() {
+    let overlay = resolve(&no_flags(), &Environment::default())
+        .unwrap()
+        .overlay
+        .unwrap();
+    assert_eq!(overlay.role, RoleSetting::Auto);
+    assert_eq!(overlay.promote_after, DEFAULT_PROMOTE_AFTER);
+
+    let (dir, result) = resolve_file("role = \"peer\"\npromote_after = 0\n");
+    let overlay = result.unwrap().overlay.unwrap();
+    assert_eq!(overlay.role, RoleSetting::Peer);
+    assert_eq!(overlay.promote_after, Duration::ZERO);
+
+    let args = NodeArgs {
+        config: Some(dir.path().join("node.toml")),
+        role: Some("supernode".into()),
+        promote_after: Some(30),
+        ..no_flags()
+    };
+    let overlay = resolve(&args, &Environment::default())
+        .unwrap()
+        .overlay
+        .unwrap();
+    assert_eq!(overlay.role, RoleSetting::Supernode);
+    assert_eq!(overlay.promote_after, Duration::from_secs(30));
+}
+
+#[test]
+fn bad_role_settings_name_flag_or_key() {
+    let args = NodeArgs {
+        role: Some("relay".into()),
+        ..no_flags()
+    };
+    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    assert_eq!(err, "--role \"relay\": expected auto, peer or supernode");
+    let args = NodeArgs {
+        promote_after: Some(604_801),
+        ..no_flags()
+    };
+    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    assert_eq!(
+        err,
+        "--promote-after 604801: must be at most 604800 (a week)"
+    );
+    let (dir, result) = resolve_file("role = \"Peer\"\n");
+    assert_eq!(
+        result.unwrap_err().0,
+        format!(
+            "config {}: role \"Peer\": expected auto, peer or supernode",
+            dir.path().join("node.toml").display()
+        )
+    );
+    let (_dir, result) = resolve_file("promote_after = -1\n");
+    assert!(result.is_err());
+    for (args, flag) in [
+        (
+            NodeArgs {
+                role: Some("peer".into()),
+                ..no_flags()
+            },
+            "--role",
+        ),
+        (
+            NodeArgs {
+                promote_after: Some(1),
+                ..no_flags()
+            },
+            "--promote-after",
+        ),
+    ] {
+        let args = NodeArgs {
+            no_overlay: true,
+            ..args
+        };
+        let err = resolve(&args, &Environment::default()).unwrap_err().0;
+        assert_eq!(
+            err,
+            format!("{flag} is set but the overlay is off (--no-overlay)")
+        );
+    }
+}

@@ -7,7 +7,7 @@ use libp2p::{
     StreamProtocol, Swarm,
 };
 
-use super::config::{DhtMode, OverlayConfig};
+use super::config::OverlayConfig;
 
 /// Kademlia protocol of the overlay; distinct from the IPFS DHT so the two never mix.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/p2psip/kad/1.0.0");
@@ -29,7 +29,9 @@ pub(crate) struct OverlayBehaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub autonat: autonat::Behaviour,
     pub relay_client: relay::client::Behaviour,
-    pub relay_server: Toggle<relay::Behaviour>,
+    /// Always present; whether it advertises the hop protocol and accepts reservations is
+    /// switched at runtime with [`relay::Behaviour::set_status`] as the role changes.
+    pub relay_server: relay::Behaviour,
     pub dcutr: dcutr::Behaviour,
     pub sip_streams: libp2p_stream::Behaviour,
 }
@@ -44,9 +46,21 @@ pub enum BuildError {
     Mdns(#[source] std::io::Error),
 }
 
+/// How the behaviours start out; the network task changes both as the role changes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InitialModes {
+    /// Kademlia server (else client) mode.
+    pub dht_server: bool,
+    /// The relay server advertises the hop protocol and accepts reservations.
+    pub relay_server: bool,
+}
+
 /// Builds the swarm: TCP with noise and yamux, DNS resolution, the relay client transport, and
 /// every behaviour. Must run inside a tokio runtime (mDNS and TCP spawn on it).
-pub(crate) fn build_swarm(config: &OverlayConfig) -> Result<Swarm<OverlayBehaviour>, BuildError> {
+pub(crate) fn build_swarm(
+    config: &OverlayConfig,
+    modes: InitialModes,
+) -> Result<Swarm<OverlayBehaviour>, BuildError> {
     // The behaviour constructor cannot return our error type, so mDNS is created first.
     let local_peer_id = config.keypair.public().to_peer_id();
     let mdns = if config.mdns {
@@ -64,8 +78,6 @@ pub(crate) fn build_swarm(config: &OverlayConfig) -> Result<Swarm<OverlayBehavio
         max_value_bytes: config.max_record_size.saturating_add(1),
         ..Default::default()
     };
-    let dht_mode = config.dht_mode;
-    let relay_server = config.relay_server;
     let idle_timeout = config.idle_connection_timeout;
 
     let swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
@@ -85,8 +97,7 @@ pub(crate) fn build_swarm(config: &OverlayConfig) -> Result<Swarm<OverlayBehavio
                 mdns,
                 kademlia_config,
                 store_config,
-                dht_mode,
-                relay_server,
+                modes,
             )
         })
         .unwrap_or_else(|never| match never {})
@@ -126,8 +137,7 @@ fn new_behaviour(
     mdns: Option<mdns::tokio::Behaviour>,
     kademlia_config: kad::Config,
     store_config: kad::store::MemoryStoreConfig,
-    dht_mode: DhtMode,
-    relay_server: bool,
+    modes: InitialModes,
 ) -> OverlayBehaviour {
     let local_peer_id = keypair.public().to_peer_id();
     let mut kademlia = kad::Behaviour::with_config(
@@ -135,11 +145,13 @@ fn new_behaviour(
         kad::store::MemoryStore::with_config(local_peer_id, store_config),
         kademlia_config,
     );
-    kademlia.set_mode(match dht_mode {
-        DhtMode::Server => Some(kad::Mode::Server),
-        DhtMode::Client => Some(kad::Mode::Client),
-        DhtMode::Auto => None,
-    });
+    // Never left to Kademlia's own choice (server once an external address is confirmed):
+    // the role decides, and a relayed address must not make a node a server.
+    kademlia.set_mode(Some(kad_mode(modes.dht_server)));
+    let mut relay_server = relay::Behaviour::new(local_peer_id, relay::Config::default());
+    // Set explicitly: left alone, the relay turns itself on with any confirmed external
+    // address, a relayed one included.
+    relay_server.set_status(Some(relay_status(modes.relay_server)));
     let identify = identify::Behaviour::new(
         identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_owned(), keypair.public())
             .with_agent_version(agent_version()),
@@ -151,10 +163,24 @@ fn new_behaviour(
         mdns: Toggle::from(mdns),
         autonat: autonat::Behaviour::new(local_peer_id, autonat::Config::default()),
         relay_client,
-        relay_server: Toggle::from(
-            relay_server.then(|| relay::Behaviour::new(local_peer_id, relay::Config::default())),
-        ),
+        relay_server,
         dcutr: dcutr::Behaviour::new(local_peer_id),
         sip_streams: libp2p_stream::Behaviour::new(),
+    }
+}
+
+pub(crate) fn kad_mode(server: bool) -> kad::Mode {
+    if server {
+        kad::Mode::Server
+    } else {
+        kad::Mode::Client
+    }
+}
+
+pub(crate) fn relay_status(enabled: bool) -> relay::Status {
+    if enabled {
+        relay::Status::Enable
+    } else {
+        relay::Status::Disable
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use libp2p::identity::Keypair;
 use libp2p::Multiaddr;
 
+use super::roles::RoleSetting;
 use crate::authority::{Delegation, TrustAnchors};
 use crate::record::MAX_RECORD_BYTES;
 use crate::validate::{AuthorityMode, RecordValidator};
@@ -19,14 +20,17 @@ pub const NODE_KEY_FILE: &str = "node.key";
 /// How this node takes part in the Kademlia DHT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DhtMode {
-    /// Answers DHT requests and stores records for others (a supernode, or any node on a LAN
-    /// mesh). Nodes in client mode never store anything, so an overlay needs some servers.
+    /// As the node's role says: a supernode answers DHT requests and stores records for
+    /// others, a configured `peer` only queries, and an `auto` node that is a peer stores
+    /// records until it is connected to a supernode (so an overlay of `auto` nodes with no
+    /// supernode, such as a LAN, still stores records).
     #[default]
+    ByRole,
+    /// Always answers DHT requests and stores records for others, whatever the role.
     Server,
-    /// Only queries the DHT; for nodes that are not reachable from outside.
+    /// Only queries the DHT, whatever the role; for short-lived clients. Nodes in client
+    /// mode never store anything for others, so an overlay needs some servers.
     Client,
-    /// Client until a public address is confirmed (AutoNAT, identify), then server.
-    Auto,
 }
 
 /// Everything [`Overlay::start`](super::Overlay::start) needs.
@@ -43,8 +47,14 @@ pub struct OverlayConfig {
     /// needs no bootstrap list.
     pub mdns: bool,
     pub dht_mode: DhtMode,
-    /// Act as a circuit relay for nodes behind NAT (supernode role).
-    pub relay_server: bool,
+    /// The role this node is configured for. A supernode is a DHT server and a circuit relay
+    /// for peers; a peer keeps a relay reservation on a supernode it is connected to (when it
+    /// listens anywhere), so that nodes can reach it behind NAT through the relay, and
+    /// DCUtR upgrades such relayed connections to direct ones where it can.
+    pub role: RoleSetting,
+    /// With [`RoleSetting::Auto`], how long the node must have been up before a confirmed
+    /// public address makes it a supernode.
+    pub promote_after: Duration,
     /// Checks every record before it is stored and after it is fetched (authority mode, trust
     /// anchors, pinned authorities).
     pub validator: RecordValidator,
@@ -101,7 +111,8 @@ pub struct OverlayConfig {
 
 impl OverlayConfig {
     /// Defaults suitable for a node on the public internet or a LAN: listen on all IPv4
-    /// interfaces on a free TCP port, DHT server, no mDNS.
+    /// interfaces on a free TCP port, role `auto` (promoted after ten minutes), DHT mode by
+    /// role, no mDNS.
     pub fn new(keypair: Keypair) -> Self {
         Self {
             keypair,
@@ -109,7 +120,8 @@ impl OverlayConfig {
             bootstrap: Vec::new(),
             mdns: false,
             dht_mode: DhtMode::default(),
-            relay_server: false,
+            role: RoleSetting::default(),
+            promote_after: Duration::from_secs(600),
             validator: RecordValidator::new(AuthorityMode::Open, TrustAnchors::new()),
             delegations: Vec::new(),
             replication_factor: NonZeroUsize::new(20).unwrap_or(NonZeroUsize::MIN),
@@ -145,7 +157,8 @@ impl std::fmt::Debug for OverlayConfig {
             .field("bootstrap", &self.bootstrap)
             .field("mdns", &self.mdns)
             .field("dht_mode", &self.dht_mode)
-            .field("relay_server", &self.relay_server)
+            .field("role", &self.role)
+            .field("promote_after", &self.promote_after)
             .field("authority_mode", &self.validator.mode())
             .field("delegations", &self.delegations.len())
             .field("replication_factor", &self.replication_factor)

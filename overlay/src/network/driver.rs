@@ -12,22 +12,25 @@ use futures::StreamExt as _;
 use libp2p::core::transport::ListenerId;
 use libp2p::identity::{Keypair, PublicKey};
 use libp2p::kad::store::RecordStore as _;
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, SwarmEvent};
-use libp2p::{autonat, identify, kad, mdns, Multiaddr, PeerId, Swarm};
+use libp2p::{autonat, dcutr, identify, kad, mdns, relay, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use super::behaviour::{
-    build_swarm, OverlayBehaviour, OverlayBehaviourEvent, IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL,
+    build_swarm, kad_mode, relay_status, InitialModes, OverlayBehaviour, OverlayBehaviourEvent,
+    IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL,
 };
 use super::config::OverlayConfig;
 use super::records::{
-    delegation_for, earlier, instant_at, is_dialable, now_unix, now_unix_millis, peer_id_of,
-    registration_expiry, serving_addrs, stored_record, without_peer_id, write_quorum,
+    delegation_for, earlier, instant_at, is_dialable, is_loopback, now_unix, now_unix_millis,
+    peer_id_of, registration_expiry, serving_addrs, stored_record, without_peer_id, write_quorum,
 };
+use super::roles::{dht_server, is_relayed, NodeRole, RoleMachine, RoleSetting};
 use super::sip_stream::{self, OutboundSip, WriterSettings};
 use super::{
     Discovery, LookupError, OverlayEvent, OverlayStats, PeerStatus, PublishError, PublishReport,
@@ -43,6 +46,18 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 /// How often own entries are checked for being due for republication; each entry is put
 /// again every `republish_interval`, spread as the original publishes were.
 const REPUBLISH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the role, the DHT mode and the relay reservation are brought up to date.
+const ROLE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Supernodes remembered: connected overlay nodes that advertise the relay hop protocol.
+const MAX_KNOWN_SUPERNODES: usize = 64;
+/// Addresses remembered per supernode.
+const MAX_SUPERNODE_ADDRS: usize = 8;
+/// A relay whose reservation failed or ended is not asked again for this long.
+const RELAY_RETRY_BACKOFF: Duration = Duration::from_secs(5);
+/// Bound on handing the stored records over to other nodes when leaving.
+const HANDOFF_TIMEOUT: Duration = Duration::from_secs(2);
+/// Records handed over at most at a time (hand-off puts in flight).
+const MAX_HANDOFF_RECORDS: usize = 512;
 
 pub(crate) enum Command {
     ListenAddrs {
@@ -105,6 +120,20 @@ struct OwnEntry {
     next_put: Instant,
 }
 
+/// This peer's reservation on a relay, so that nodes can reach it through the relay.
+#[derive(Default)]
+struct RelayReservation {
+    /// The `/p2p-circuit` listener and the relay it reserves on. The relay client renews an
+    /// accepted reservation itself; when it fails or the connection to the relay closes, the
+    /// listener closes and a relay is chosen again.
+    listener: Option<(ListenerId, PeerId)>,
+    /// The relay accepted the reservation.
+    accepted: bool,
+    /// Relays whose reservation failed or ended recently, skipped until then. Entries are
+    /// dropped once past, so there are at most a few.
+    backoff: HashMap<PeerId, Instant>,
+}
+
 /// Aborts the task when dropped, so that no task outlives the network task.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -140,6 +169,22 @@ pub(crate) struct Driver {
     _sip_acceptor: AbortOnDrop,
     sip_dropped: Arc<AtomicU64>,
     refused_unsupported_kind: u64,
+    /// When the network task was created, for the uptime the role rule needs.
+    started: Instant,
+    roles: RoleMachine,
+    /// Kademlia's current mode: server (true) or client.
+    dht_server: bool,
+    /// Connected overlay nodes that advertise the relay hop protocol, with their listen
+    /// addresses (at most [`MAX_KNOWN_SUPERNODES`]).
+    supernodes: HashMap<PeerId, Vec<Multiaddr>>,
+    relay: RelayReservation,
+    /// Puts of stored records to other nodes, made when leaving or when becoming a DHT
+    /// client (at most [`MAX_HANDOFF_RECORDS`]).
+    handoff_queries: HashSet<kad::QueryId>,
+    /// Hand-off puts that reached at least one node.
+    handed_over: usize,
+    /// Shutting down: the role and the relay reservation are left alone.
+    leaving: bool,
 }
 
 impl Driver {
@@ -149,7 +194,20 @@ impl Driver {
         events: mpsc::Sender<OverlayEvent>,
         ready: oneshot::Sender<Result<(), StartError>>,
     ) -> Result<Driver, StartError> {
-        let mut swarm = build_swarm(&config)?;
+        let roles = RoleMachine::new(config.role, config.promote_after);
+        let initial_dht_server = dht_server(config.dht_mode, config.role, roles.role(), false);
+        let modes = InitialModes {
+            dht_server: initial_dht_server,
+            relay_server: roles.role() == NodeRole::Supernode,
+        };
+        tracing::info!(
+            local_peer = %config.keypair.public().to_peer_id(),
+            role = %roles.role(),
+            setting = %config.role,
+            dht_server = initial_dht_server,
+            "node role"
+        );
+        let mut swarm = build_swarm(&config, modes)?;
         let mut listeners_pending = HashSet::new();
         let mut listener_addrs = HashMap::new();
         for address in &config.listen {
@@ -214,6 +272,14 @@ impl Driver {
             _sip_acceptor: AbortOnDrop(acceptor),
             sip_dropped,
             refused_unsupported_kind: 0,
+            started: Instant::now(),
+            roles,
+            dht_server: initial_dht_server,
+            supernodes: HashMap::new(),
+            relay: RelayReservation::default(),
+            handoff_queries: HashSet::new(),
+            handed_over: 0,
+            leaving: false,
         })
     }
 
@@ -226,6 +292,8 @@ impl Driver {
         republish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut purge = tokio::time::interval(PURGE_INTERVAL);
         purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut role_check = tokio::time::interval(ROLE_CHECK_INTERVAL);
+        role_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next_deadline = self.deadlines.keys().next().map(|(at, _)| *at);
             let deadline_sleep = tokio::time::sleep_until(
@@ -246,6 +314,7 @@ impl Driver {
                 _ = deadline_sleep, if next_deadline.is_some() => self.on_deadlines(),
                 _ = republish.tick() => self.republish_due_entries(),
                 _ = purge.tick() => self.purge_expired(),
+                _ = role_check.tick() => self.on_role_check(),
                 Some(_) = self.sip_writer_tasks.join_next(), if !self.sip_writer_tasks.is_empty() => {}
             }
         }
@@ -254,6 +323,8 @@ impl Driver {
 
     async fn stop(&mut self) {
         tracing::info!("overlay shutting down");
+        self.leaving = true;
+        self.hand_off_before_leaving().await;
         // Writers end when their queues close; give them a moment to close streams politely.
         self.sip_writers.clear();
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -269,6 +340,69 @@ impl Driver {
         for (_, pending) in self.pending_lookups.drain() {
             let _ = pending.reply.send(Err(LookupError::Shutdown));
         }
+        self.handoff_queries.clear();
+    }
+
+    /// Graceful leave: puts every record of the local store (its own and those it stores for
+    /// others) to the closest other DHT servers for its key, so that the records survive
+    /// even if replication has not run since they arrived. Bounded by [`HANDOFF_TIMEOUT`]
+    /// and [`MAX_HANDOFF_RECORDS`]; swarm events are handled meanwhile.
+    async fn hand_off_before_leaving(&mut self) {
+        let started = self.hand_off_stored_records();
+        if self.handoff_queries.is_empty() {
+            return;
+        }
+        let handed_before = self.handed_over;
+        let deadline = Instant::now() + HANDOFF_TIMEOUT;
+        while !self.handoff_queries.is_empty() {
+            match tokio::time::timeout_at(deadline, self.swarm.select_next_some()).await {
+                Ok(event) => self.on_swarm_event(event),
+                Err(_) => break,
+            }
+        }
+        tracing::info!(
+            records = started,
+            handed_over = self.handed_over.saturating_sub(handed_before),
+            unanswered = self.handoff_queries.len(),
+            "handed stored records to the closest nodes before leaving"
+        );
+    }
+
+    /// Starts a put of every unexpired record of the local store to the closest DHT servers
+    /// of the routing table for its key (up to the replication factor of them), as far as
+    /// [`MAX_HANDOFF_RECORDS`] allows. Returns how many puts started.
+    fn hand_off_stored_records(&mut self) -> usize {
+        let room = MAX_HANDOFF_RECORDS.saturating_sub(self.handoff_queries.len());
+        let fanout = self.config.replication_factor.get();
+        let now = std::time::Instant::now();
+        let kademlia = &mut self.swarm.behaviour_mut().kademlia;
+        let records: Vec<kad::Record> = kademlia
+            .store_mut()
+            .records()
+            .filter(|record| !record.is_expired(now))
+            .take(room)
+            .map(|record| record.into_owned())
+            .collect();
+        let mut started = 0;
+        for record in records {
+            let target = kad::KBucketKey::new(record.key.clone());
+            let peers: Vec<PeerId> = kademlia
+                .get_closest_local_peers(&target)
+                .take(fanout)
+                .map(|key| *key.preimage())
+                .collect();
+            let Some(copies) = NonZeroUsize::new(peers.len()) else {
+                // No other DHT server is known: there is nobody to hand anything to.
+                break;
+            };
+            let query = kademlia.put_record_to(record, peers.into_iter(), kad::Quorum::N(copies));
+            self.handoff_queries.insert(query);
+            started += 1;
+        }
+        if started > 0 {
+            tracing::debug!(records = started, "handing stored records over");
+        }
+        started
     }
 
     fn on_command(&mut self, command: Command) {
@@ -501,6 +635,19 @@ impl Driver {
     }
 
     fn on_put_result(&mut self, query: kad::QueryId, result: kad::PutRecordResult) {
+        if self.handoff_queries.remove(&query) {
+            match result {
+                Ok(_) => self.handed_over = self.handed_over.saturating_add(1),
+                Err(
+                    kad::PutRecordError::QuorumFailed { success, .. }
+                    | kad::PutRecordError::Timeout { success, .. },
+                ) if !success.is_empty() => {
+                    self.handed_over = self.handed_over.saturating_add(1);
+                }
+                Err(error) => tracing::debug!(%error, "handing a record over reached no node"),
+            }
+            return;
+        }
         let Some(pending) = self.pending_publishes.remove(&query) else {
             return;
         };
@@ -805,16 +952,32 @@ impl Driver {
             } => {
                 tracing::info!(%address, "listening");
                 self.listener_ready(listener_id);
+                if self.roles.setting() == RoleSetting::Supernode && !is_relayed(&address) {
+                    // A relay hands its external addresses to the peers it accepts, and peers
+                    // refuse a reservation without any. A supernode by configuration has no
+                    // confirmation to wait for: its listen addresses are its external ones.
+                    self.swarm.add_external_address(address.clone());
+                }
                 self.emit(OverlayEvent::ListenAddr { address });
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
+                if self.roles.setting() == RoleSetting::Supernode && !is_relayed(&address) {
+                    self.swarm.remove_external_address(&address);
+                }
                 self.emit(OverlayEvent::ListenAddrExpired { address });
             }
             SwarmEvent::ListenerClosed {
                 listener_id,
-                reason: Err(error),
+                reason,
                 ..
-            } => self.listener_failed(listener_id, error.to_string()),
+            } => {
+                let reason = reason.map_err(|error| error.to_string());
+                if !self.relay_listener_closed(listener_id, &reason) {
+                    if let Err(error) = reason {
+                        self.listener_failed(listener_id, error);
+                    }
+                }
+            }
             SwarmEvent::ListenerError { listener_id, error } => {
                 self.listener_failed(listener_id, error.to_string());
             }
@@ -837,6 +1000,10 @@ impl Driver {
             } => {
                 tracing::debug!(peer = %peer_id, cause = ?cause, "connection closed");
                 if num_established == 0 {
+                    if self.supernodes.remove(&peer_id).is_some() {
+                        tracing::debug!(peer = %peer_id, "disconnected from supernode");
+                        self.update_dht_mode();
+                    }
                     self.emit(OverlayEvent::PeerDisconnected { peer: peer_id });
                 }
             }
@@ -845,7 +1012,16 @@ impl Driver {
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 tracing::info!(%address, "external address confirmed");
+                let changed = self
+                    .roles
+                    .address_confirmed(&address, self.started.elapsed());
+                self.apply_role_change(changed);
                 self.emit(OverlayEvent::ExternalAddrConfirmed { address });
+            }
+            SwarmEvent::ExternalAddrExpired { address } => {
+                tracing::info!(%address, "external address expired");
+                let changed = self.roles.address_expired(&address, self.started.elapsed());
+                self.apply_role_change(changed);
             }
             _ => {}
         }
@@ -864,7 +1040,23 @@ impl Driver {
             }
             OverlayBehaviourEvent::Autonat(autonat::Event::StatusChanged { old, new }) => {
                 tracing::info!(?old, ?new, "NAT status changed");
+                if matches!(new, autonat::NatStatus::Private) {
+                    self.on_reachability_lost();
+                }
             }
+            OverlayBehaviourEvent::RelayClient(event) => self.on_relay_client_event(event),
+            OverlayBehaviourEvent::RelayServer(event) => on_relay_server_event(event),
+            OverlayBehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            }) => match result {
+                Ok(_) => {
+                    tracing::info!(peer = %remote_peer_id, "relayed connection upgraded to a direct one");
+                }
+                Err(error) => {
+                    tracing::debug!(peer = %remote_peer_id, %error, "direct connection upgrade failed");
+                }
+            },
             _ => {}
         }
     }
@@ -913,17 +1105,222 @@ impl Driver {
         }
     }
 
-    /// Adds an identified overlay node's listen addresses to the routing table: Kademlia
-    /// cannot know on which address a peer that dialled in accepts connections.
+    /// Adds an identified DHT server's listen addresses to the routing table (Kademlia
+    /// cannot know on which address a peer that dialled in accepts connections), removes an
+    /// overlay node that stopped being one, and notes whether the node is a supernode.
+    /// Identify runs on connecting and again whenever the node's protocols change (a role
+    /// or DHT mode switch).
     fn on_identified(&mut self, peer: PeerId, info: identify::Info) {
-        if info.protocol_version != IDENTIFY_PROTOCOL_VERSION
-            || !info.protocols.contains(&KAD_PROTOCOL)
-        {
+        if info.protocol_version != IDENTIFY_PROTOCOL_VERSION {
             return;
         }
+        let addresses: Vec<Multiaddr> = info.listen_addrs.into_iter().filter(is_dialable).collect();
         let kademlia = &mut self.swarm.behaviour_mut().kademlia;
-        for address in info.listen_addrs.into_iter().filter(is_dialable) {
-            kademlia.add_address(&peer, address);
+        if info.protocols.contains(&KAD_PROTOCOL) {
+            for address in &addresses {
+                kademlia.add_address(&peer, address.clone());
+            }
+        } else if kademlia.remove_peer(&peer).is_some() {
+            // A DHT client answers no DHT request: asking it only slows queries down.
+            tracing::debug!(%peer, "peer is a DHT client now; removed from the routing table");
+        }
+        let relay = info.protocols.contains(&relay::HOP_PROTOCOL_NAME);
+        self.note_supernode(peer, relay, addresses);
+    }
+
+    // ----- roles ---------------------------------------------------------------------
+
+    /// Remembers or forgets `peer` as a supernode, then re-decides the DHT mode and the
+    /// relay reservation.
+    fn note_supernode(&mut self, peer: PeerId, relay: bool, mut addresses: Vec<Multiaddr>) {
+        addresses.retain(|address| !is_relayed(address));
+        addresses.truncate(MAX_SUPERNODE_ADDRS);
+        if relay && !addresses.is_empty() && self.swarm.is_connected(&peer) {
+            if !self.supernodes.contains_key(&peer) {
+                if self.supernodes.len() >= MAX_KNOWN_SUPERNODES {
+                    tracing::debug!(%peer, "supernode table full; not remembering this one");
+                    return;
+                }
+                tracing::info!(%peer, "supernode found");
+            }
+            self.supernodes.insert(peer, addresses);
+        } else if self.supernodes.remove(&peer).is_some() {
+            tracing::info!(%peer, "peer is no longer a supernode");
+            if matches!(self.relay.listener, Some((_, relay)) if relay == peer) {
+                self.drop_relay_reservation("the relay is no longer a supernode");
+            }
+        }
+        self.update_dht_mode();
+        self.maintain_relay_reservation();
+    }
+
+    /// Periodic: promotion by uptime, then the DHT mode and the relay reservation.
+    fn on_role_check(&mut self) {
+        let changed = self.roles.tick(self.started.elapsed());
+        self.apply_role_change(changed);
+        self.update_dht_mode();
+        self.maintain_relay_reservation();
+    }
+
+    /// AutoNAT found this node not reachable: its direct external addresses are void (a
+    /// supernode by configuration keeps its own), and so is the promotion they gave.
+    fn on_reachability_lost(&mut self) {
+        if self.roles.setting() != RoleSetting::Supernode {
+            let stale: Vec<Multiaddr> = self
+                .swarm
+                .external_addresses()
+                .filter(|address| !is_relayed(address))
+                .cloned()
+                .collect();
+            for address in &stale {
+                tracing::info!(%address, "external address no longer confirmed");
+                self.swarm.remove_external_address(address);
+            }
+        }
+        let changed = self.roles.reachability_lost(self.started.elapsed());
+        self.apply_role_change(changed);
+    }
+
+    /// Applies a new role: relay server on or off, DHT mode, relay reservation; reported
+    /// as [`OverlayEvent::RoleChanged`].
+    fn apply_role_change(&mut self, changed: Option<NodeRole>) {
+        let Some(role) = changed else {
+            return;
+        };
+        tracing::info!(%role, setting = %self.roles.setting(), "node role changed");
+        // Connected nodes learn of it by an identify push (the hop protocol comes or goes).
+        self.swarm
+            .behaviour_mut()
+            .relay_server
+            .set_status(Some(relay_status(role == NodeRole::Supernode)));
+        self.update_dht_mode();
+        self.maintain_relay_reservation();
+        self.emit(OverlayEvent::RoleChanged { role });
+    }
+
+    /// Switches Kademlia between server and client mode as [`dht_server`] says. A node
+    /// becoming a client hands its stored records over first: nobody will ask it for them.
+    fn update_dht_mode(&mut self) {
+        if self.leaving {
+            return;
+        }
+        let server = dht_server(
+            self.config.dht_mode,
+            self.roles.setting(),
+            self.roles.role(),
+            !self.supernodes.is_empty(),
+        );
+        if server == self.dht_server {
+            return;
+        }
+        self.dht_server = server;
+        tracing::debug!(
+            server,
+            role = %self.roles.role(),
+            supernodes = self.supernodes.len(),
+            "switching DHT mode"
+        );
+        self.swarm
+            .behaviour_mut()
+            .kademlia
+            .set_mode(Some(kad_mode(server)));
+        if !server {
+            self.hand_off_stored_records();
+        }
+    }
+
+    /// A peer that listens anywhere keeps one reservation on a connected supernode; a
+    /// supernode (or a node that listens nowhere, such as a short-lived client) keeps none.
+    fn maintain_relay_reservation(&mut self) {
+        if self.leaving {
+            return;
+        }
+        let wanted = self.roles.role() == NodeRole::Peer && !self.config.listen.is_empty();
+        if !wanted {
+            self.drop_relay_reservation("not a peer");
+            return;
+        }
+        if self.relay.listener.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        self.relay.backoff.retain(|_, until| *until > now);
+        let backoff = &self.relay.backoff;
+        let Some((relay, address)) = self
+            .supernodes
+            .iter()
+            .filter(|(peer, _)| !backoff.contains_key(*peer))
+            .find_map(|(peer, addresses)| preferred_addr(addresses).map(|a| (*peer, a)))
+        else {
+            return;
+        };
+        let circuit = without_peer_id(&address)
+            .with(Protocol::P2p(relay))
+            .with(Protocol::P2pCircuit);
+        match self.swarm.listen_on(circuit.clone()) {
+            Ok(listener) => {
+                tracing::info!(%relay, address = %circuit, "asking for a relay reservation");
+                self.relay.listener = Some((listener, relay));
+                self.relay.accepted = false;
+            }
+            Err(error) => {
+                tracing::warn!(%relay, %error, "cannot listen through the relay");
+                self.relay.backoff.insert(relay, now + RELAY_RETRY_BACKOFF);
+            }
+        }
+    }
+
+    fn drop_relay_reservation(&mut self, why: &'static str) {
+        if let Some((listener, relay)) = self.relay.listener.take() {
+            tracing::info!(%relay, reason = why, "dropping the relay reservation");
+            self.relay.accepted = false;
+            self.swarm.remove_listener(listener);
+        }
+    }
+
+    /// Whether `listener` was the relay reservation's; if so, it is gone and another relay
+    /// (or the same one after [`RELAY_RETRY_BACKOFF`]) is asked at the next role check.
+    fn relay_listener_closed(&mut self, listener: ListenerId, reason: &Result<(), String>) -> bool {
+        let Some((id, relay)) = self.relay.listener else {
+            return false;
+        };
+        if id != listener {
+            return false;
+        }
+        self.relay.listener = None;
+        self.relay.accepted = false;
+        match reason {
+            Ok(()) => tracing::info!(%relay, "relay reservation ended"),
+            Err(error) => tracing::warn!(%relay, %error, "relay reservation failed"),
+        }
+        self.relay
+            .backoff
+            .insert(relay, Instant::now() + RELAY_RETRY_BACKOFF);
+        true
+    }
+
+    fn on_relay_client_event(&mut self, event: relay::client::Event) {
+        match event {
+            relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                renewal,
+                ..
+            } => {
+                if matches!(self.relay.listener, Some((_, relay)) if relay == relay_peer_id) {
+                    self.relay.accepted = true;
+                }
+                if renewal {
+                    tracing::debug!(relay = %relay_peer_id, "relay reservation renewed");
+                } else {
+                    tracing::info!(relay = %relay_peer_id, "relay reservation accepted");
+                }
+            }
+            relay::client::Event::InboundCircuitEstablished { src_peer_id, .. } => {
+                tracing::debug!(peer = %src_peer_id, "relayed connection from peer");
+            }
+            relay::client::Event::OutboundCircuitEstablished { relay_peer_id, .. } => {
+                tracing::debug!(relay = %relay_peer_id, "relayed connection through relay");
+            }
         }
     }
 
@@ -1019,6 +1416,14 @@ impl Driver {
 
     fn stats(&mut self) -> OverlayStats {
         OverlayStats {
+            role: self.roles.role(),
+            dht_server: self.dht_server,
+            relay_reservation: self
+                .relay
+                .listener
+                .filter(|_| self.relay.accepted)
+                .map(|(_, relay)| relay),
+            connected_supernodes: self.supernodes.len(),
             validation: self.validator.counters(),
             refused_unsupported_kind: self.refused_unsupported_kind,
             stored_records: self
@@ -1040,5 +1445,49 @@ impl Driver {
         if let Err(mpsc::error::TrySendError::Full(event)) = self.events.try_send(event) {
             tracing::debug!(?event, "event queue full; dropping event");
         }
+    }
+}
+
+/// The address to reach a relay at: a routable one when it has any.
+fn preferred_addr(addresses: &[Multiaddr]) -> Option<Multiaddr> {
+    addresses
+        .iter()
+        .find(|address| !is_loopback(address))
+        .or_else(|| addresses.first())
+        .cloned()
+}
+
+fn on_relay_server_event(event: relay::Event) {
+    match event {
+        relay::Event::ReservationReqAccepted {
+            src_peer_id,
+            renewed,
+        } => {
+            if renewed {
+                tracing::debug!(peer = %src_peer_id, "relay reservation renewed for peer");
+            } else {
+                tracing::info!(peer = %src_peer_id, "relay reservation accepted for peer");
+            }
+        }
+        relay::Event::ReservationReqDenied {
+            src_peer_id,
+            status,
+        } => {
+            tracing::debug!(peer = %src_peer_id, ?status, "relay reservation denied");
+        }
+        relay::Event::CircuitReqAccepted {
+            src_peer_id,
+            dst_peer_id,
+        } => {
+            tracing::debug!(peer = %src_peer_id, to = %dst_peer_id, "relaying a connection");
+        }
+        relay::Event::CircuitReqDenied {
+            src_peer_id,
+            dst_peer_id,
+            status,
+        } => {
+            tracing::debug!(peer = %src_peer_id, to = %dst_peer_id, ?status, "relay circuit denied");
+        }
+        other => tracing::trace!(event = ?other, "relay server"),
     }
 }

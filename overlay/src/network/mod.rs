@@ -14,11 +14,30 @@
 //! A node puts only its own signed entry of a record; it puts it again every
 //! [`OverlayConfig::republish_interval`] until the entry expires, so the record survives the
 //! loss of the nodes that stored it.
+//!
+//! Roles ([`OverlayConfig::role`]): a supernode is a DHT server and a circuit relay (the relay
+//! server is always part of the swarm; [`libp2p::relay::Behaviour::set_status`] switches the
+//! advertisement of the hop protocol, and with it the acceptance of reservations, on and
+//! off at runtime). A peer is a DHT client while it is connected to a supernode (see
+//! [`DhtMode::ByRole`] for `auto` nodes in an overlay without supernodes), and keeps a relay
+//! reservation on one connected supernode, found by identify (it advertises the hop
+//! protocol), listening on `<relay>/p2p-circuit`; when the reservation fails or the relay
+//! goes away it asks another (or the same again after a few seconds). DCUtR upgrades
+//! relayed connections to direct ones where it can. A node in `auto` becomes a supernode
+//! once AutoNAT has confirmed a direct external address and the node has been up for
+//! [`OverlayConfig::promote_after`], and a peer again when the address expires or AutoNAT
+//! finds the node private; every switch is reported as [`OverlayEvent::RoleChanged`].
+//!
+//! Leaving: [`Overlay::shutdown`] first puts every record of the local store to the
+//! closest other DHT servers for its key (bounded to two seconds and 512 records), so that
+//! records survive a graceful departure even if replication has not run since they
+//! arrived. A node switching to DHT client mode does the same without waiting.
 
 mod behaviour;
 mod config;
 mod driver;
 mod records;
+mod roles;
 mod sip_stream;
 
 use std::time::Duration;
@@ -39,6 +58,7 @@ pub use config::{
     default_listen_addr, load_or_create_keypair, DhtMode, KeyFileError, OverlayConfig,
     NODE_KEY_FILE,
 };
+pub use roles::{BadRoleSetting, NodeRole, RoleSetting};
 
 /// Bound on waiting, in [`Overlay::start`], for every listener to report its address.
 const LISTEN_READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -91,6 +111,10 @@ pub enum OverlayEvent {
     /// Others confirmed that this node is reachable at this address.
     ExternalAddrConfirmed {
         address: Multiaddr,
+    },
+    /// The node's role changed (only ever with [`RoleSetting::Auto`]).
+    RoleChanged {
+        role: NodeRole,
     },
 }
 
@@ -213,6 +237,15 @@ pub enum StartError {
 /// Counters of the network task, for status output and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OverlayStats {
+    /// The role the node plays now.
+    pub role: NodeRole,
+    /// Whether the node answers DHT requests and stores records for others (Kademlia server
+    /// mode).
+    pub dht_server: bool,
+    /// The relay this peer holds an accepted reservation on.
+    pub relay_reservation: Option<PeerId>,
+    /// Connected nodes that act as supernodes (advertise the relay hop protocol).
+    pub connected_supernodes: usize,
     /// Records refused and accepted by the validator, puts and fetches.
     pub validation: ValidationCounters,
     /// Inbound puts of a record kind this node does not store.
@@ -399,8 +432,9 @@ impl Overlay {
             .map_err(|_| OverlayClosed)
     }
 
-    /// Stops the network task: closes every connection and stream. Later calls on any handle
-    /// fail with a shutdown error. Waits at most a few seconds.
+    /// Hands the records this node stores over to the closest other nodes (at most two
+    /// seconds), then stops the network task: closes every connection and stream. Later
+    /// calls on any handle fail with a shutdown error. Waits at most a few seconds.
     pub async fn shutdown(&self) {
         let stopped = self.ask(|reply| driver::Command::Shutdown { reply });
         let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, stopped).await;

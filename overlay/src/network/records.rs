@@ -134,7 +134,7 @@ pub(crate) fn peer_id_of(address: &Multiaddr) -> Option<PeerId> {
     }
 }
 
-fn is_loopback(address: &Multiaddr) -> bool {
+pub(crate) fn is_loopback(address: &Multiaddr) -> bool {
     address.iter().any(|protocol| match protocol {
         Protocol::Ip4(ip) => ip.is_loopback(),
         Protocol::Ip6(ip) => ip.is_loopback(),
