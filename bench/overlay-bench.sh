@@ -12,9 +12,9 @@
 # (i)  Lookup latency: `p2psip lookup bob@example.com --repeat LOOKUP_REPEAT` through node
 #      A (a fresh DHT client, one lookup at a time): min / median / p90 / p99 / max.
 # (ii) Calls/s across the nodes: a SIPp UAC sends INVITE/ACK/BYE for bob to node A at
-#      increasing rates; node A looks bob up in the DHT for every INVITE (there is no
-#      lookup cache), forwards over the overlay to node B, which forwards to the UAS. The
-#      result is the highest achieved rate of a step without a failed call.
+#      increasing rates; node A finds bob through the DHT (then in its route cache, for up
+#      to 30 s per lookup), forwards over the overlay to node B, which forwards to the UAS.
+#      The result is the highest achieved rate of a step without a failed call.
 #
 # Environment (all optional):
 #   P2PSIP_BIN    node binary to use (skips `cargo build --release`)
