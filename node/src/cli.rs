@@ -229,6 +229,12 @@ pub struct ClientArgs {
     #[arg(long)]
     pub mdns: bool,
 
+    /// Trusted authority key of a domain, as DOMAIN=KEY (as printed by `p2psip domain
+    /// init`). Repeatable. Entries of that domain without a delegation from this key are
+    /// ignored, as the nodes themselves do.
+    #[arg(long = "trust-anchor", value_name = "DOMAIN=KEY")]
+    pub trust_anchor: Vec<String>,
+
     /// Give up after this many seconds. Default: 15.
     #[arg(long, value_name = "SECONDS", default_value_t = 15)]
     pub timeout: u64,

@@ -12,9 +12,11 @@ use crate::config::{self, Environment};
 use crate::node_info;
 use libp2p::identity::Keypair;
 use libp2p::Multiaddr;
+use overlay::authority::{AuthorityError, TrustAnchors};
 use overlay::key::Aor;
 use overlay::network::{DhtMode, LookupError, Overlay, OverlayConfig, PeerStatus};
 use overlay::record::{NodeEntry, RegistrationRecord};
+use overlay::validate::{AuthorityMode, RecordValidator};
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -43,6 +45,7 @@ const FAILURES_SHOWN: usize = 3;
 struct Client {
     bootstrap: Vec<Multiaddr>,
     mdns: bool,
+    anchors: TrustAnchors,
     timeout: Duration,
 }
 
@@ -55,6 +58,12 @@ fn prepare(args: &ClientArgs) -> Result<Client, UsageError> {
             "--timeout {}: must be between 1 and {MAX_TIMEOUT_SECS} seconds",
             args.timeout
         )));
+    }
+    let mut anchors = TrustAnchors::new();
+    for value in &args.trust_anchor {
+        let bad = |error: AuthorityError| UsageError(format!("--trust-anchor {value:?}: {error}"));
+        let (domain, key) = TrustAnchors::parse_entry(value).map_err(bad)?;
+        anchors.add(&domain, key).map_err(bad)?;
     }
     let mut bootstrap = Vec::with_capacity(args.bootstrap.len());
     for value in &args.bootstrap {
@@ -91,6 +100,7 @@ fn prepare(args: &ClientArgs) -> Result<Client, UsageError> {
     Ok(Client {
         bootstrap,
         mdns: args.mdns,
+        anchors,
         timeout: Duration::from_secs(args.timeout),
     })
 }
@@ -134,6 +144,8 @@ where
         config.bootstrap = client.bootstrap;
         config.mdns = client.mdns;
         config.dht_mode = DhtMode::Client;
+        // Validate what comes back as the nodes do, with the anchors given.
+        config.validator = RecordValidator::new(AuthorityMode::Open, client.anchors);
         // Leaves time to print partial answers before the overall bound.
         config.lookup_timeout = timeout
             .saturating_sub(Duration::from_secs(3))
@@ -637,5 +649,17 @@ mod tests {
             ..ClientArgs::default()
         };
         assert!(prepare(&args).is_err());
+        let args = ClientArgs {
+            trust_anchor: vec!["example.com".into()],
+            timeout: 15,
+            ..ClientArgs::default()
+        };
+        let Err(UsageError(message)) = prepare(&args) else {
+            panic!("accepted a trust anchor without a key");
+        };
+        assert!(
+            message.starts_with("--trust-anchor \"example.com\""),
+            "{message}"
+        );
     }
 }
