@@ -114,6 +114,13 @@ pub struct NodeArgs {
     #[arg(long = "trust-anchor", value_name = "DOMAIN=KEY")]
     pub trust_anchor: Vec<String>,
 
+    /// Name server asked for the authority key of each served domain (--domain) that has no
+    /// --trust-anchor: `TXT _p2psip.<domain>` holding `v=p2psip1; k=<key>`, looked up at
+    /// start-up and every 10 minutes. IP:PORT, or IP for port 53. Repeatable. Default: the
+    /// system's name servers (/etc/resolv.conf).
+    #[arg(long = "dns-server", value_name = "IP:PORT")]
+    pub dns_server: Vec<String>,
+
     /// File of delegations for this node, from `p2psip domain delegate`. Repeatable.
     /// Checked at start-up: each must name this node and, when its domain has trust
     /// anchors, be signed by one of them.

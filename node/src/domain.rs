@@ -483,6 +483,7 @@ mod tests {
             mode: AuthorityMode::Open,
             anchors: trust,
             delegation_files: files,
+            dns_servers: Vec::new(),
         }
     }
 

@@ -9,6 +9,7 @@ mod cli;
 mod client;
 mod config;
 mod connections;
+mod dns_authority;
 mod domain;
 mod lru;
 mod node_info;

@@ -8,7 +8,7 @@ use crate::overlay_link::{OverlayLink, SHUTDOWN_WITHDRAW};
 use crate::runtime::Core;
 use crate::stream::{self, StreamShared, EVENT_QUEUE};
 use crate::udp::UdpEndpoint;
-use crate::{domain, node_info, tls};
+use crate::{dns_authority, domain, node_info, tls};
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use overlay::network::{Overlay, OverlayConfig, OverlayEvent};
@@ -98,6 +98,7 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
     if !config.server.open && users.is_empty() {
         tracing::warn!("no users and not --open: every REGISTER will be refused");
     }
+    let (shutdown, shutdown_rx) = watch::channel(false);
     let overlay = match &config.overlay {
         Some(settings) => Some(
             start_overlay(
@@ -105,6 +106,7 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
                 data_dir,
                 config.server.lookup_timeout,
                 &config.server.domains,
+                shutdown_rx.clone(),
             )
             .await?,
         ),
@@ -120,7 +122,7 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
         random_seed,
         overlay_host: overlay
             .as_ref()
-            .map(|(_, _, info)| overlay::sip_name::host_name(&info.peer_id)),
+            .map(|started| overlay::sip_name::host_name(&started.info.peer_id)),
         ..config.server.clone()
     };
     let server = SipServer::new(server_config, Instant::now())
@@ -133,7 +135,6 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
         config.max_message_size,
         tls_connector,
     ));
-    let (shutdown, shutdown_rx) = watch::channel(false);
     let mut accept_tasks = Vec::with_capacity(stream_listeners.len());
     for (listener, transport, local) in stream_listeners {
         let acceptor = match transport {
@@ -149,13 +150,14 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
             shutdown_rx.clone(),
         )));
     }
-    let (link, overlay_info, overlay_handle) = match overlay {
-        Some((handle, overlay_events, info)) => (
-            Some(OverlayLink::new(handle.clone(), overlay_events)),
-            Some(info),
-            Some(handle),
+    let (link, overlay_info, overlay_handle, dns_task) = match overlay {
+        Some(started) => (
+            Some(OverlayLink::new(started.handle.clone(), started.events)),
+            Some(started.info),
+            Some(started.handle),
+            started.dns_task,
         ),
-        None => (None, None, None),
+        None => (None, None, None, None),
     };
     let core_stop = if link.is_some() {
         CORE_STOP + SHUTDOWN_WITHDRAW + OVERLAY_STOP
@@ -220,6 +222,10 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
         }
     };
     let _ = shutdown.send(true);
+    if let Some(task) = dns_task {
+        // It stops at the shutdown signal, between or during its lookups.
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+    }
     if let Some(task) = status_task {
         // It stops at the shutdown signal, or at once if it is writing the file.
         let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
@@ -246,17 +252,29 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
     Ok(())
 }
 
-/// A running overlay: its handle, its events for the core, and what node.json says of it.
-type StartedOverlay = (Overlay, mpsc::Receiver<OverlayEvent>, OverlayInfo);
+/// A running overlay.
+struct StartedOverlay {
+    handle: Overlay,
+    /// Its events, for the core.
+    events: mpsc::Receiver<OverlayEvent>,
+    /// What node.json says of it.
+    info: OverlayInfo,
+    /// Looks the authority keys of served domains without trust anchor up in DNS again
+    /// and again, until shutdown.
+    dns_task: Option<tokio::task::JoinHandle<()>>,
+}
 
 /// Loads or creates the node key, checks the delegation files against it, starts the
-/// overlay with the configured authorities and reports where it listens. `served_domains`
-/// (empty: any) only decides which warnings about missing delegations are worth giving.
+/// overlay with the configured authorities, looks the authority keys of served domains
+/// without trust anchor up in DNS (waiting a few seconds at most) and reports where it
+/// listens. `served_domains` (empty: any) also decides which warnings about missing
+/// delegations are worth giving.
 async fn start_overlay(
     settings: &OverlaySettings,
     data_dir: &std::path::Path,
     sip_lookup_timeout: Duration,
     served_domains: &[String],
+    shutdown: watch::Receiver<bool>,
 ) -> Result<StartedOverlay, RunError> {
     let keypair = overlay::network::load_or_create_keypair(data_dir)
         .map_err(|e| RunError::Io(format!("overlay: {e}")))?;
@@ -272,7 +290,7 @@ async fn start_overlay(
     overlay_config.bootstrap = settings.bootstrap.clone();
     overlay_config.mdns = settings.mdns;
     overlay_config.validator = RecordValidator::new(authority.mode, authority.anchors.clone());
-    overlay_config.delegations = delegations;
+    overlay_config.delegations = delegations.clone();
     overlay_config.role = settings.role;
     overlay_config.promote_after = settings.promote_after;
     // Below the SIP server's own bound, so that partial DHT answers arrive before the
@@ -310,7 +328,21 @@ async fn start_overlay(
     for address in &p2p_addrs {
         tracing::info!(%address, "overlay listening");
     }
-    Ok((handle, events, OverlayInfo { peer_id, p2p_addrs }))
+    // Before any REGISTER is handled, so that the keys found apply to the first ones.
+    let dns_task = dns_authority::start(
+        &authority.dns_servers,
+        dns_authority::domains_to_resolve(served_domains, &authority.anchors),
+        handle.clone(),
+        delegations,
+        shutdown,
+    )
+    .await;
+    Ok(StartedOverlay {
+        handle,
+        events,
+        info: OverlayInfo { peer_id, p2p_addrs },
+        dns_task,
+    })
 }
 
 /// SIGINT and SIGTERM.

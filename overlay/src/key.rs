@@ -239,6 +239,23 @@ pub fn parse_dht_key(key: &[u8]) -> Result<(RecordKind, [u8; HASH_LEN]), KeyErro
     Ok((kind, hash))
 }
 
+/// The hash part of a DHT key (after the kind byte) as lower-case hex, as logs name keys;
+/// the whole key in hex when it is not a well-formed DHT key.
+pub fn key_hash_hex(key: &[u8]) -> String {
+    let hash = match parse_dht_key(key) {
+        Ok((_, hash)) => hash.to_vec(),
+        Err(_) => key.to_vec(),
+    };
+    let mut text = String::with_capacity(hash.len() * 2);
+    for byte in hash {
+        text.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+    }
+    text
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
     text.get(..prefix.len())
         .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
@@ -414,6 +431,12 @@ mod tests {
         assert_eq!(&parsed[..], &hash[..]);
         assert_eq!(dht_key(RecordKind::Mailbox, aor.as_str())[0], 0x03);
         assert_eq!(dht_key(RecordKind::DomainAuthority, "example.com")[0], 0x02);
+        // The hash in hex, without the kind byte; a malformed key in full.
+        assert_eq!(
+            key_hash_hex(&key),
+            "fc2398a73dd54d6237c4fdb58fd7d75347cf5af3"
+        );
+        assert_eq!(key_hash_hex(&[0x01, 0xab]), "01ab");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use crate::node::stop_child;
 use crate::raw_udp::{Request, UdpClient};
 use crate::{file_tail, free_port, p2psip_bin, test_dir, TestDir, Transport, DOMAIN};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use std::fmt;
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -42,6 +42,16 @@ fn log_filter() -> String {
         .unwrap_or_else(|| "info".to_string())
 }
 
+/// [`log_filter`] followed by `directives`, comma-separated.
+fn log_filter_with(directives: &[String]) -> String {
+    let mut filter = log_filter();
+    for directive in directives.iter().filter(|d| !d.trim().is_empty()) {
+        filter.push(',');
+        filter.push_str(directive.trim());
+    }
+    filter
+}
+
 /// How to start one mesh node.
 #[derive(Debug, Clone)]
 pub struct MeshNodeConfig {
@@ -63,6 +73,9 @@ pub struct MeshNodeConfig {
     /// one (holding a `node.key`) to know the node's peer id before it starts, e.g. to
     /// delegate a domain to it.
     pub data_dir: Option<PathBuf>,
+    /// `EnvFilter` directives appended to the `--log` filter (after `$P2PSIP_MESH_LOG` or
+    /// `info`), e.g. `overlay::store=debug` for the `record stored` events.
+    pub log_directives: Vec<String>,
 }
 
 impl Default for MeshNodeConfig {
@@ -76,6 +89,7 @@ impl Default for MeshNodeConfig {
             delegations: Vec::new(),
             authority_mode: None,
             data_dir: None,
+            log_directives: Vec::new(),
         }
     }
 }
@@ -213,7 +227,7 @@ impl MeshNode {
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--log")
-            .arg(log_filter());
+            .arg(log_filter_with(&config.log_directives));
         let listen: Vec<&str> = if config.p2p_listen.is_empty() {
             vec![P2P_LISTEN]
         } else {
@@ -454,6 +468,52 @@ impl MeshNode {
                 self.stderr_tail()
             )
         })
+    }
+
+    /// The `record stored` events (logged by the overlay at debug level, target
+    /// `overlay::store`, when the node accepts and stores a record another node put to it)
+    /// for the DHT key whose hash is `key_hash_hex` (lower-case hex, as
+    /// `overlay::key::key_hash_hex` writes it), as stderr lines. Empty unless the node was
+    /// started with that target at debug level (see [`MeshNodeConfig::log_directives`]).
+    pub fn record_stored_events(&self, key_hash_hex: &str) -> Vec<String> {
+        let key = format!(" key={key_hash_hex} ");
+        self.stderr_text()
+            .lines()
+            .filter(|line| line.contains(" record stored ") && format!("{line} ").contains(&key))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Crashes the node on purpose: SIGKILL by pid, so it leaves nothing behind (no graceful
+    /// leave, no hand-off of its records), then reaps it. Fails if it was not running (it
+    /// had exited by itself, or was stopped or killed before) or did not die by SIGKILL.
+    pub fn kill(&mut self) -> Result<()> {
+        self.stopped = true;
+        let mut child = self
+            .child
+            .take()
+            .ok_or_else(|| anyhow!("{}: already stopped", self.label))?;
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{}: had exited by itself ({status}) before it was to be killed",
+                self.label
+            );
+        }
+        let pid = child.id();
+        // `Child::kill` sends SIGKILL to this pid.
+        child
+            .kill()
+            .with_context(|| format!("{}: SIGKILL to pid {pid}", self.label))?;
+        let status = child
+            .wait()
+            .with_context(|| format!("{}: reaping pid {pid}", self.label))?;
+        use std::os::unix::process::ExitStatusExt as _;
+        ensure!(
+            status.signal() == Some(9),
+            "{}: pid {pid} did not die by SIGKILL ({status})",
+            self.label
+        );
+        Ok(())
     }
 
     /// Stops the node on purpose (SIGTERM, then SIGKILL after a grace period). Idempotent.

@@ -9,6 +9,8 @@
 //! when SIPp is missing unless `P2PSIP_SKIP_SIPP=1`.
 
 use anyhow::{ensure, Context, Result};
+use overlay::key::{key_hash_hex, Aor, RecordKind};
+use overlay::network::STORE_LOG_TARGET;
 use p2psip_tests::{
     free_port, in_netns, lookup, missing_flags, peers, require_sipp, rerun_in_netns,
     wait_until_found, CommandOutcome, Mesh, MeshNode, MeshNodeConfig, NetnsRun, Sipp, SippOutcome,
@@ -350,43 +352,141 @@ fn mdns_in_namespace() -> Result<()> {
     Ok(())
 }
 
-/// Five nodes; bob registers at node 1. Nodes other than node 1 (the publisher) and node 3
-/// (the one looked up through) are stopped one at a time, node 0 (everyone's bootstrap
-/// node) first, then node 2; after each stop bob is still found through node 3, and at the
-/// end through node 4 too: the record stays findable when nodes that stored it, including
-/// the one every other node joined through, are gone. Which node answers a lookup is not
-/// observable from outside; in a mesh of five every node is among the closest to the key,
-/// so each should hold a copy.
+/// Five nodes, each logging the records other nodes put to it (`record stored` events,
+/// target [`STORE_LOG_TARGET`] at debug level). bob registers at node 1 (the publisher and
+/// serving node); once a lookup through node 3 finds him, the nodes other than node 1 whose
+/// logs say they stored bob's record are identified (the test fails if there is none). One
+/// of them is killed with SIGKILL, a crash that hands nothing over, and a lookup through a
+/// node that is neither node 1 nor the killed one must still find bob, served by node 1;
+/// then a second storing node (if there is one) is killed the same way and bob must be
+/// found again, through every node still running apart from node 1.
 #[test]
-fn record_survives_loss_of_a_storing_node() -> Result<()> {
+fn record_survives_the_crash_of_a_storing_node() -> Result<()> {
     if !require_sipp()? {
         return Ok(());
     }
     require_overlay_cli()?;
     let started = Instant::now();
-    let mut mesh = Mesh::start(5)?;
-    let result = survive_flow(&mut mesh);
+    let config = MeshNodeConfig {
+        log_directives: vec![format!("{STORE_LOG_TARGET}=debug")],
+        ..MeshNodeConfig::default()
+    };
+    let mut mesh = Mesh::start_configured(vec![config; 5])?;
+    let result = crash_flow(&mut mesh);
     let result = result.and_then(|()| mesh.check_alive());
     mesh.context(result)?;
     eprintln!(
-        "record_survives_loss_of_a_storing_node: {:?}",
+        "record_survives_the_crash_of_a_storing_node: {:?}",
         started.elapsed()
     );
     Ok(())
 }
 
-fn survive_flow(mesh: &mut Mesh) -> Result<()> {
+/// The node bob registers at in [`crash_flow`].
+const PUBLISHER: usize = 1;
+/// Bound on waiting for the nodes' logs to show which of them stored a record.
+const STORED_LIMIT: Duration = Duration::from_secs(10);
+
+fn crash_flow(mesh: &mut Mesh) -> Result<()> {
+    let bob_key = {
+        let bob = Aor::parse(&aor("bob")).context("bob's AoR")?;
+        key_hash_hex(&bob.dht_key(RecordKind::Registration))
+    };
     // Nothing needs to answer at the contact: only the record is looked up.
     let contact_port = free_port()?;
-    register_contact(mesh.node(1).sip_addr(), "bob", contact_port)?;
-    wait_published("bob", mesh.node(3), mesh.node(1))?;
-    // In a mesh of five the record's closest nodes are all of them, so each victim should
-    // hold a copy.
-    for victim in [0, 2] {
-        mesh.node_mut(victim).stop();
-        expect_found("bob", mesh.node(3), mesh.node(1))
-            .with_context(|| format!("after stopping {}", mesh.node(victim).label()))?;
+    register_contact(mesh.node(PUBLISHER).sip_addr(), "bob", contact_port)?;
+    wait_published("bob", mesh.node(3), mesh.node(PUBLISHER))?;
+
+    // The publisher's puts reach the other nodes one by one: wait (bounded) until two of
+    // them have logged storing the record, settling for fewer at the bound.
+    let deadline = Instant::now() + STORED_LIMIT;
+    let mut storing = storing_nodes(mesh, &bob_key);
+    while storing.len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        storing = storing_nodes(mesh, &bob_key);
     }
-    expect_found("bob", mesh.node(4), mesh.node(1)).context("after stopping node0 and node2")?;
+    let Some(&first) = storing.first() else {
+        let any: Vec<String> = mesh
+            .nodes()
+            .iter()
+            .flat_map(|node| {
+                node.stderr_text()
+                    .lines()
+                    .filter(|line| line.contains("record stored"))
+                    .map(|line| format!("{}: {line}", node.label()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        anyhow::bail!(
+            "no node other than {} logged storing bob's record (key {bob_key}) put by it \
+             within {STORED_LIMIT:?}, so no storing node can be crashed; `record stored` \
+             lines of any key on the nodes: {any:#?}",
+            mesh.node(PUBLISHER).label()
+        );
+    };
+    eprintln!(
+        "nodes storing bob's record besides {}: {}",
+        mesh.node(PUBLISHER).label(),
+        labels(mesh, &storing)
+    );
+
+    crash_and_look_up(mesh, first)?;
+    // Stored copies may have been logged since; pick the second victim afresh.
+    match storing_nodes(mesh, &bob_key).first() {
+        Some(&second) => crash_and_look_up(mesh, second)?,
+        None => eprintln!(
+            "only {} (besides {}) was seen storing bob's record; no second crash",
+            mesh.node(first).label(),
+            mesh.node(PUBLISHER).label()
+        ),
+    }
+    for (i, node) in mesh.nodes().iter().enumerate() {
+        if i != PUBLISHER && !node.was_stopped() {
+            expect_found("bob", node, mesh.node(PUBLISHER))
+                .with_context(|| format!("after the crashes, through {}", node.label()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The running nodes other than [`PUBLISHER`] whose log says they stored the record with
+/// key hash `key` sent or published by the publisher (its peer id in the event).
+fn storing_nodes(mesh: &Mesh, key: &str) -> Vec<usize> {
+    let publisher = mesh.node(PUBLISHER).peer_id();
+    (0..mesh.len())
+        .filter(|&i| i != PUBLISHER && !mesh.node(i).was_stopped())
+        .filter(|&i| {
+            mesh.node(i)
+                .record_stored_events(key)
+                .iter()
+                .any(|line| line.contains(publisher))
+        })
+        .collect()
+}
+
+fn labels(mesh: &Mesh, nodes: &[usize]) -> String {
+    let labels: Vec<&str> = nodes.iter().map(|&i| mesh.node(i).label()).collect();
+    labels.join(", ")
+}
+
+/// SIGKILLs node `victim` (a storing node, never [`PUBLISHER`]), then bob must be found,
+/// served by the publisher, through a running node that is neither of them.
+fn crash_and_look_up(mesh: &mut Mesh, victim: usize) -> Result<()> {
+    ensure!(victim != PUBLISHER, "the publisher is not to be crashed");
+    mesh.node_mut(victim).kill()?;
+    let label = mesh.node(victim).label().to_string();
+    let via = (0..mesh.len())
+        .find(|&i| i != PUBLISHER && !mesh.node(i).was_stopped())
+        .with_context(|| format!("no running node besides the publisher after killing {label}"))?;
+    expect_found("bob", mesh.node(via), mesh.node(PUBLISHER)).with_context(|| {
+        format!(
+            "after killing {label} (SIGKILL), which stored bob's record, through {}",
+            mesh.node(via).label()
+        )
+    })?;
+    eprintln!(
+        "killed {label}; bob still found through {}",
+        mesh.node(via).label()
+    );
     Ok(())
 }

@@ -20,6 +20,7 @@
 //! bootstrap = ["/ip4/192.0.2.10/tcp/4001/p2p/12D3KooWLy8mUBeyYGqzYFF4Urj2aPAyUoPmW5b4UebmEgv6gFVE"]
 //! mdns = true
 //! trust_anchors = ["example.com=4XTTM9qVEgiAJCAMuuMhXYiuRy8oUBPghqDDjpqVuP5du8Dgw"]
+//! dns_servers = ["192.0.2.53:53"]
 //! delegations = ["node.delegations"]
 //! authority_mode = "open"
 //! role = "auto"
@@ -43,10 +44,11 @@
 //!
 //! Precedence: flag, then file, then default; `--log` falls back on `$RUST_LOG` before the
 //! file, as is usual for that variable. `--no-overlay` and `--no-mdns` can only turn things
-//! off; with the overlay off, `p2p_listen`, `bootstrap`, `trust_anchors`, `delegations`,
-//! `authority_mode`, `role` and `promote_after` from the file are ignored, but the
-//! `--p2p-listen`, `--bootstrap`, `--trust-anchor`, `--delegation`, `--authority-mode`,
-//! `--role` and `--promote-after` flags are an error (they contradict `--no-overlay`). Trust anchors and delegation files given as flags replace
+//! off; with the overlay off, `p2p_listen`, `bootstrap`, `trust_anchors`, `dns_servers`,
+//! `delegations`, `authority_mode`, `role` and `promote_after` from the file are ignored,
+//! but the `--p2p-listen`, `--bootstrap`, `--trust-anchor`, `--dns-server`, `--delegation`,
+//! `--authority-mode`, `--role` and `--promote-after` flags are an error (they contradict
+//! `--no-overlay`). Trust anchors, name servers and delegation files given as flags replace
 //! those of the file, as for every list. The delegation files are read and checked against
 //! the node's peer id at start-up, once the node key is loaded.
 
@@ -140,6 +142,7 @@ struct FileConfig {
     bootstrap: Option<Vec<String>>,
     mdns: Option<bool>,
     trust_anchors: Option<Vec<String>>,
+    dns_servers: Option<Vec<String>>,
     delegations: Option<Vec<PathBuf>>,
     authority_mode: Option<String>,
     role: Option<String>,
@@ -254,6 +257,9 @@ pub struct AuthoritySettings {
     pub anchors: TrustAnchors,
     /// Delegation files, read and checked at start-up (they must name the node's peer id).
     pub delegation_files: Vec<PathBuf>,
+    /// Name servers asked for `TXT _p2psip.<domain>` (the authority key of a served domain
+    /// without trust anchor); empty: the system's.
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 impl Default for AuthoritySettings {
@@ -262,8 +268,24 @@ impl Default for AuthoritySettings {
             mode: AuthorityMode::Open,
             anchors: TrustAnchors::new(),
             delegation_files: Vec::new(),
+            dns_servers: Vec::new(),
         }
     }
+}
+
+/// Port of a `--dns-server` given without one.
+pub const DNS_PORT: u16 = 53;
+
+/// Parses `--dns-server`: `IP:PORT` (IPv6 as `[::1]:53`) or a bare IP (port 53). The error
+/// is the reason only.
+pub fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, DNS_PORT))
+        .map_err(|_| "expected IP:PORT or IP, e.g. 192.0.2.53:53 or [2001:db8::53]:53".to_string())
 }
 
 /// Parses `--authority-mode`: `open` or `closed`. The error is the reason only.
@@ -626,6 +648,7 @@ fn resolve_overlay<'a>(
             ("--p2p-listen", !args.p2p_listen.is_empty()),
             ("--bootstrap", !args.bootstrap.is_empty()),
             ("--trust-anchor", !args.trust_anchor.is_empty()),
+            ("--dns-server", !args.dns_server.is_empty()),
             ("--delegation", !args.delegation.is_empty()),
             ("--authority-mode", args.authority_mode.is_some()),
             ("--role", args.role.is_some()),
@@ -681,6 +704,18 @@ fn resolve_overlay<'a>(
             file_origin("trust_anchors"),
         )?
     };
+    let (dns_values, dns_origin) = if !args.dns_server.is_empty() {
+        (args.dns_server.as_slice(), Origin::Flag("dns-server"))
+    } else {
+        (
+            file.dns_servers.as_deref().unwrap_or_default(),
+            file_origin("dns_servers"),
+        )
+    };
+    let dns_servers = dns_values
+        .iter()
+        .map(|value| parse_dns_server(value).map_err(|reason| invalid(dns_origin, value, reason)))
+        .collect::<Result<Vec<_>, _>>()?;
     let mode = match (&args.authority_mode, &file.authority_mode) {
         (Some(mode), _) => parse_authority_mode(mode)
             .map_err(|reason| invalid(Origin::Flag("authority-mode"), mode, reason))?,
@@ -715,6 +750,7 @@ fn resolve_overlay<'a>(
             mode,
             anchors,
             delegation_files,
+            dns_servers,
         },
         role,
         promote_after,

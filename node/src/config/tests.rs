@@ -658,6 +658,13 @@ fn authority_flags_contradicting_no_overlay_are_errors() {
             },
             "--authority-mode",
         ),
+        (
+            NodeArgs {
+                dns_server: vec!["127.0.0.1:53".into()],
+                ..no_flags()
+            },
+            "--dns-server",
+        ),
     ] {
         let args = NodeArgs {
             no_overlay: true,
@@ -757,4 +764,48 @@ fn bad_role_settings_name_flag_or_key() {
             format!("{flag} is set but the overlay is off (--no-overlay)")
         );
     }
+}
+
+#[test]
+fn dns_servers_from_file_and_flags_win() {
+    let (dir, result) = resolve_file("dns_servers = [\"192.0.2.53\", \"[2001:db8::53]:5353\"]\n");
+    let authority = result.unwrap().overlay.unwrap().authority;
+    assert_eq!(
+        authority.dns_servers,
+        [
+            "192.0.2.53:53".parse::<SocketAddr>().unwrap(),
+            "[2001:db8::53]:5353".parse().unwrap()
+        ]
+    );
+
+    let args = NodeArgs {
+        config: Some(dir.path().join("node.toml")),
+        dns_server: vec!["127.0.0.1:10053".into()],
+        ..no_flags()
+    };
+    let authority = resolve(&args, &Environment::default())
+        .unwrap()
+        .overlay
+        .unwrap()
+        .authority;
+    assert_eq!(
+        authority.dns_servers,
+        ["127.0.0.1:10053".parse::<SocketAddr>().unwrap()]
+    );
+
+    let args = NodeArgs {
+        dns_server: vec!["ns.example:53".into()],
+        ..no_flags()
+    };
+    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    assert!(
+        err.starts_with("--dns-server \"ns.example:53\": expected IP:PORT"),
+        "{err}"
+    );
+    let (_dir, result) = resolve_file("dns_servers = [\"nope\"]\n");
+    let err = result.unwrap_err().0;
+    assert!(
+        err.contains("dns_servers \"nope\": expected IP:PORT"),
+        "{err}"
+    );
 }

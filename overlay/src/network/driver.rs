@@ -34,10 +34,10 @@ use super::roles::{dht_server, is_relayed, NodeRole, RoleMachine, RoleSetting};
 use super::sip_stream::{self, OutboundSip, WriterSettings};
 use super::{
     Discovery, LookupError, OverlayEvent, OverlayStats, PeerStatus, PublishError, PublishReport,
-    SendError, StartError,
+    SendError, StartError, STORE_LOG_TARGET,
 };
 use crate::authority::{AuthorityError, Delegation};
-use crate::key::{Aor, RecordKind};
+use crate::key::{key_hash_hex, Aor, RecordKind};
 use crate::record::{next_seq, EntryDraft, NodeEntry, RecordBinding, RegistrationRecord};
 use crate::validate::{RecordValidator, Refusal, RefusalReason};
 
@@ -775,9 +775,20 @@ impl Driver {
                     _ => None,
                 };
                 let expires = earlier(record.expires, own_expiry);
-                let stored = stored_record(record.key, merged, expires);
-                if let Err(error) = self.swarm.behaviour_mut().kademlia.store_mut().put(stored) {
-                    tracing::warn!(from = %source, %error, "cannot store accepted record");
+                let stored = stored_record(record.key.clone(), merged, expires);
+                match self.swarm.behaviour_mut().kademlia.store_mut().put(stored) {
+                    // Puts from publishers, replication and hand-offs all arrive here.
+                    Ok(()) => tracing::debug!(
+                        target: STORE_LOG_TARGET,
+                        kind = %KindName(kind),
+                        key = %key_hash_hex(&key_bytes),
+                        from = %source,
+                        publishers = %EntryPublishers { kind, value: &record.value },
+                        "record stored"
+                    ),
+                    Err(error) => {
+                        tracing::warn!(from = %source, %error, "cannot store accepted record");
+                    }
                 }
             }
             Err(refusal) => {
@@ -1445,6 +1456,46 @@ impl Driver {
         if let Err(mpsc::error::TrySendError::Full(event)) = self.events.try_send(event) {
             tracing::debug!(?event, "event queue full; dropping event");
         }
+    }
+}
+
+/// A record kind as the `record stored` event names it.
+struct KindName(Option<RecordKind>);
+
+impl std::fmt::Display for KindName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Some(RecordKind::Registration) => "registration",
+            Some(RecordKind::DomainAuthority) => "domain-authority",
+            Some(RecordKind::Mailbox) => "mailbox",
+            None => "unknown",
+        })
+    }
+}
+
+/// The serving peers of a registration value's entries, comma-separated (`-` for none or
+/// another kind); decoded only when the event is written.
+struct EntryPublishers<'a> {
+    kind: Option<RecordKind>,
+    value: &'a [u8],
+}
+
+impl std::fmt::Display for EntryPublishers<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let record = match self.kind {
+            Some(RecordKind::Registration) => RegistrationRecord::decode(self.value).ok(),
+            _ => None,
+        };
+        let Some(record) = record.filter(|r| !r.entries.is_empty()) else {
+            return f.write_str("-");
+        };
+        for (i, entry) in record.entries.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{}", entry.serving_peer)?;
+        }
+        Ok(())
     }
 }
 

@@ -60,6 +60,14 @@ pub use config::{
 };
 pub use roles::{BadRoleSetting, NodeRole, RoleSetting};
 
+/// Tracing target of the debug event `record stored` that a DHT server logs for every
+/// record another node puts to it and that it accepts and stores, whether the put comes from
+/// the record's publisher, from a node's replication or from a node handing records over:
+/// `record stored kind=<kind> key=<hash hex> from=<sending peer> publishers=<serving peers>`
+/// (`key` as [`crate::key::key_hash_hex`] writes it). Enable it with a log filter such as
+/// `info,overlay::store=debug`.
+pub const STORE_LOG_TARGET: &str = "overlay::store";
+
 /// Bound on waiting, in [`Overlay::start`], for every listener to report its address.
 const LISTEN_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on [`Overlay::shutdown`] waiting for the network task to stop.

@@ -1,0 +1,378 @@
+//! Domain authority learnt from DNS: no node is given a `--trust-anchor`; each looks
+//! `TXT _p2psip.example.com` up at start-up on a name server run in this test process
+//! (`--dns-server`), which serves the record `p2psip domain init` printed. The key found
+//! is then trusted as if configured: node 1, delegated by that key, publishes alice;
+//! node 2, without a delegation, registers her too and its publication is refused.
+//!
+//! The name server is hickory-server's, on 127.0.0.1 and a UDP port of its own; it
+//! answers real DNS queries from the nodes' resolver. Loopback only, mDNS off.
+
+use anyhow::{bail, ensure, Context, Result};
+use hickory_server::net::runtime::TokioRuntimeProvider;
+use hickory_server::proto::rr::rdata::{SOA, TXT};
+use hickory_server::proto::rr::{LowerName, Name, RData, Record};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
+use hickory_server::Server;
+use p2psip_tests::{
+    missing_flags, run_p2psip, test_dir, wait_until_found, CommandOutcome, Mesh, MeshNode,
+    MeshNodeConfig, Request, UdpClient, DOMAIN,
+};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Bound on waiting for a registration to be found through the DHT.
+const PUBLISH_LIMIT: Duration = Duration::from_secs(20);
+const PUBLISH_ATTEMPTS: usize = 30;
+/// Bound on waiting for a refusal or a log line to show (node.json is rewritten about once
+/// a second).
+const SHOW_LIMIT: Duration = Duration::from_secs(20);
+/// Bound on a SIP transaction with a node.
+const REPLY_LIMIT: Duration = Duration::from_secs(10);
+/// Bound on a `p2psip domain` or `p2psip lookup` run.
+const COMMAND_LIMIT: Duration = Duration::from_secs(30);
+/// Bound on starting and stopping the name server.
+const DNS_SERVER_LIMIT: Duration = Duration::from_secs(5);
+
+const ALICE: &str = "alice@example.com";
+const ORIGINAL_CONTACT: &str = "sip:alice@127.0.0.1:15071";
+const ROGUE_CONTACT: &str = "sip:alice@127.0.0.1:15072";
+
+fn require_dns_cli() -> Result<()> {
+    let missing = missing_flags(
+        "node",
+        &["--p2p-listen", "--no-mdns", "--delegation", "--dns-server"],
+    )
+    .context("`p2psip node --help`")?;
+    ensure!(
+        missing.is_empty(),
+        "`p2psip node` has no {missing:?} option; this test needs the DNS authority options"
+    );
+    Ok(())
+}
+
+/// A DNS name server for one zone, `example.com`, on 127.0.0.1: its SOA and one TXT
+/// record at `_p2psip.example.com`. Stopped when dropped.
+struct NameServer {
+    addr: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+    server: Option<Server<Catalog>>,
+}
+
+impl NameServer {
+    fn start(txt: &str) -> Result<NameServer> {
+        let origin = Name::from_ascii(format!("{DOMAIN}."))?;
+        let owner = Name::from_ascii(format!("_p2psip.{DOMAIN}."))?;
+        let mut zone = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
+            origin.clone(),
+            ZoneType::Primary,
+            AxfrPolicy::Deny,
+        );
+        let soa = SOA::new(
+            Name::from_ascii(format!("ns.{DOMAIN}."))?,
+            Name::from_ascii(format!("hostmaster.{DOMAIN}."))?,
+            1,
+            3600,
+            600,
+            86_400,
+            60,
+        );
+        ensure!(
+            zone.upsert_mut(Record::from_rdata(origin.clone(), 3600, RData::SOA(soa)), 1),
+            "the SOA record was not added to the zone"
+        );
+        ensure!(
+            zone.upsert_mut(
+                Record::from_rdata(owner, 60, RData::TXT(TXT::new(vec![txt.to_string()]))),
+                1
+            ),
+            "the TXT record was not added to the zone"
+        );
+        let mut catalog = Catalog::new();
+        catalog.upsert(LowerName::new(&origin), vec![Arc::new(zone)]);
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let (server, addr) = runtime.block_on(async {
+            let socket = tokio::time::timeout(
+                DNS_SERVER_LIMIT,
+                tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)),
+            )
+            .await
+            .context("binding the name server's socket took too long")??;
+            let addr = socket.local_addr()?;
+            let mut server = Server::new(catalog);
+            server.register_socket(socket);
+            anyhow::Ok((server, addr))
+        })?;
+        Ok(NameServer {
+            addr,
+            runtime: Some(runtime),
+            server: Some(server),
+        })
+    }
+}
+
+impl Drop for NameServer {
+    fn drop(&mut self) {
+        if let (Some(runtime), Some(mut server)) = (self.runtime.take(), self.server.take()) {
+            runtime.block_on(async {
+                let _ = tokio::time::timeout(DNS_SERVER_LIMIT, server.shutdown_gracefully()).await;
+            });
+            runtime.shutdown_timeout(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Runs `p2psip domain <args>`, which must succeed; its stdout.
+fn domain(args: &[&str]) -> Result<String> {
+    let args: Vec<String> = std::iter::once("domain")
+        .chain(args.iter().copied())
+        .map(str::to_string)
+        .collect();
+    let outcome = run_p2psip(&args, COMMAND_LIMIT)?;
+    ensure!(outcome.success(), "{outcome}");
+    Ok(outcome.stdout)
+}
+
+/// `p2psip domain init example.com`: the trust-anchor line and the TXT record text it
+/// prints.
+fn init_domain(authority_dir: &Path) -> Result<(String, String)> {
+    let dir = authority_dir.display().to_string();
+    let out = domain(&["init", DOMAIN, "--data-dir", &dir])?;
+    let anchor = out
+        .lines()
+        .find_map(|line| line.strip_prefix("trust anchor: "))
+        .with_context(|| format!("no trust anchor line in:\n{out}"))?;
+    let record = out
+        .lines()
+        .find_map(|line| line.strip_prefix("DNS TXT record: "))
+        .with_context(|| format!("no DNS TXT record line in:\n{out}"))?;
+    let expected_owner = format!("_p2psip.{DOMAIN}. IN TXT \"");
+    let txt = record
+        .strip_prefix(&expected_owner)
+        .and_then(|rest| rest.strip_suffix('"'))
+        .with_context(|| format!("the TXT record {record:?} is not {expected_owner}...\""))?;
+    Ok((anchor.to_string(), txt.to_string()))
+}
+
+/// A REGISTER of alice at `node` with `contact` for `expires` seconds, which must get 200.
+fn register(node: &MeshNode, contact: &str, expires: u32) -> Result<()> {
+    let client = UdpClient::new(node.sip_addr())?;
+    let aor = format!("<sip:{ALICE}>");
+    let request = Request::new("REGISTER", &format!("sip:{DOMAIN}"), &client)
+        .set("From", &format!("{aor};tag=reg"))
+        .set("To", &aor)
+        .with("Contact", &format!("<{contact}>"))
+        .with("Expires", &expires.to_string());
+    let response = client.expect_response(&request, REPLY_LIMIT)?;
+    ensure!(
+        response.status == 200,
+        "REGISTER of {ALICE} -> {contact} at {}: expected 200, got:\n{}",
+        node.label(),
+        response.raw
+    );
+    Ok(())
+}
+
+/// Waits (bounded) until `node` has counted at least `at_least` unauthorised values.
+fn wait_for_unauthorised(node: &MeshNode, at_least: u64) -> Result<u64> {
+    let deadline = Instant::now() + SHOW_LIMIT;
+    loop {
+        let count = node.refusals("unauthorised")?;
+        if count >= at_least {
+            return Ok(count);
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{} counted {count} unauthorised values, not {at_least}, within {SHOW_LIMIT:?}:\n{}",
+                node.label(),
+                node.node_json()?
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits (bounded) until `node`'s stderr has a line containing every one of `needles`.
+fn wait_for_log(node: &MeshNode, needles: &[&str]) -> Result<()> {
+    let deadline = Instant::now() + SHOW_LIMIT;
+    loop {
+        if node
+            .stderr_text()
+            .lines()
+            .any(|line| needles.iter().all(|n| line.contains(n)))
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{} logged no line with {needles:?} within {SHOW_LIMIT:?}",
+                node.label()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `p2psip lookup alice --bootstrap <via> --trust-anchor <anchor>` in a fresh data dir.
+fn lookup_trusting(via: &MeshNode, anchor: &str) -> Result<CommandOutcome> {
+    let data = test_dir("p2psip-lookup-")?;
+    let args = [
+        "lookup".to_string(),
+        ALICE.to_string(),
+        "--bootstrap".to_string(),
+        via.p2p_addr(),
+        "--trust-anchor".to_string(),
+        anchor.to_string(),
+        "--data-dir".to_string(),
+        data.path().display().to_string(),
+    ];
+    run_p2psip(&args, COMMAND_LIMIT)
+}
+
+/// alice's record, looked up through `via` trusting example.com's authority, holds node 1's
+/// entry alone with the original contact.
+fn expect_only_node1(
+    via: &MeshNode,
+    node1: &MeshNode,
+    anchor: &str,
+    rogues: &[&str],
+) -> Result<()> {
+    let outcome = lookup_trusting(via, anchor)?;
+    let check = |outcome: &CommandOutcome| -> Result<()> {
+        ensure!(outcome.success(), "alice was not found");
+        let out = &outcome.stdout;
+        ensure!(
+            out.starts_with(&format!("{ALICE}: 1 live binding(s) from 1 node entry\n")),
+            "not exactly one entry with one binding"
+        );
+        ensure!(out.contains(node1.peer_id()), "node 1's entry is missing");
+        ensure!(
+            out.contains(&format!("binding {ORIGINAL_CONTACT} ")),
+            "the original contact is missing"
+        );
+        ensure!(
+            out.contains("delegated by the domain authority"),
+            "node 1's entry carries no delegation"
+        );
+        for rogue in rogues {
+            ensure!(!out.contains(rogue), "{rogue} appears in the record");
+        }
+        Ok(())
+    };
+    check(&outcome).with_context(|| {
+        format!(
+            "lookup of {ALICE} through {} trusting {anchor}:\n{outcome}",
+            via.label()
+        )
+    })
+}
+
+/// Three nodes serving example.com, none with a trust anchor, all asking the test's name
+/// server: each trusts the key of the TXT record; node 1 (delegated) publishes alice, node
+/// 2 (not delegated) registers her too and its publication is refused by its own validator.
+/// Through every node, alice's record holds node 1's entry alone.
+#[test]
+fn an_authority_key_found_in_dns_is_enforced() -> Result<()> {
+    require_dns_cli()?;
+    let started = Instant::now();
+    let authority = test_dir("p2psip-dns-authority-")?;
+    let (anchor, txt) = init_domain(authority.path())?;
+    let key = anchor
+        .strip_prefix(&format!("{DOMAIN}="))
+        .with_context(|| format!("trust anchor {anchor:?} is not for {DOMAIN}"))?
+        .to_string();
+    let name_server = NameServer::start(&txt)?;
+    eprintln!(
+        "name server on {} serving _p2psip.{DOMAIN} TXT {txt:?}",
+        name_server.addr
+    );
+
+    // Node 1's key is made before it starts, so that its delegation can be issued.
+    let node1_dir = test_dir("p2psip-dns-node1-")?;
+    let node1_data = node1_dir.path().join("data");
+    let node1_peer = overlay::network::load_or_create_keypair(&node1_data)?
+        .public()
+        .to_peer_id()
+        .to_string();
+    let delegation_file = node1_dir.path().join("node1.delegations");
+    domain(&[
+        "delegate",
+        &node1_peer,
+        "--domain",
+        DOMAIN,
+        "--data-dir",
+        &authority.path().display().to_string(),
+        "--out",
+        &delegation_file.display().to_string(),
+    ])?;
+
+    let configs = (0..3)
+        .map(|i| MeshNodeConfig {
+            delegations: if i == 1 {
+                vec![delegation_file.clone()]
+            } else {
+                Vec::new()
+            },
+            data_dir: (i == 1).then(|| node1_data.clone()),
+            extra_args: vec!["--dns-server".to_string(), name_server.addr.to_string()],
+            ..MeshNodeConfig::default()
+        })
+        .collect();
+    let mut mesh = Mesh::start_configured(configs)?;
+    let result = dns_flow(&mesh, &node1_peer, &anchor, &key);
+    let result = result.and_then(|()| mesh.check_alive());
+    mesh.context(result)?;
+    drop(name_server);
+    eprintln!(
+        "an_authority_key_found_in_dns_is_enforced: {:?}",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+fn dns_flow(mesh: &Mesh, node1_peer: &str, anchor: &str, key: &str) -> Result<()> {
+    let (node0, node1, node2) = (mesh.node(0), mesh.node(1), mesh.node(2));
+    ensure!(
+        node1.peer_id() == node1_peer,
+        "node 1 runs as {}, not as the delegated {node1_peer}",
+        node1.peer_id()
+    );
+    // Every node found the key in DNS and trusts it (before it was ready).
+    for node in mesh.nodes() {
+        wait_for_log(node, &["authority key found in DNS", DOMAIN, key])?;
+    }
+
+    // The delegated node registers alice; she is found through node 0.
+    register(node1, ORIGINAL_CONTACT, 600)?;
+    let found = wait_until_found(ALICE, &[node0.p2p_addr()], PUBLISH_LIMIT, PUBLISH_ATTEMPTS)?;
+    ensure!(
+        found.stdout.contains(node1.peer_id()) && found.stdout.contains(ORIGINAL_CONTACT),
+        "alice's record does not hold node 1's binding:\n{found}"
+    );
+
+    // The node without a delegation: answered locally, refused by its own validator,
+    // which trusts the key from DNS.
+    register(node2, ROGUE_CONTACT, 600)?;
+    wait_for_unauthorised(node2, 1)?;
+    wait_for_log(
+        node2,
+        &[
+            "registration not published",
+            "refused by the local validator",
+            "unauthorised",
+        ],
+    )?;
+
+    // Through every node, with example.com's authority trusted, node 1's entry alone.
+    let rogues = [node2.peer_id(), ROGUE_CONTACT];
+    for via in mesh.nodes() {
+        expect_only_node1(via, node1, anchor, &rogues)?;
+    }
+    Ok(())
+}
