@@ -33,6 +33,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 SCENARIOS="$ROOT/tests/scenarios"
 DOMAIN=example.com
 AOR="bob@$DOMAIN"
@@ -58,14 +60,10 @@ BENCH_DIR=${BENCH_DIR:-$(mktemp -d /tmp/p2psip-overlay-bench.XXXXXX)}
 mkdir -p "$BENCH_DIR"
 
 # Bounds of the waits below.
-NODE_READY_TRIES=200  # x 0.1 s: a node writes its overlay addresses
 LOOKUP_READY_TRIES=30 # lookups of bob, 5 s each at most, before giving up
 LOOKUP_TIMEOUT=300    # --timeout of the timed lookups, seconds
 
-log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-command -v sipp >/dev/null 2>&1 || die "sipp not found (Debian: apt-get install sip-tester)"
+require_sipp
 for n in "$FILLER_NODES" "$LOOKUP_REPEAT" "$STEP_SECONDS" "$BASE_PORT"; do
     case $n in '' | *[!0-9]*) die "not a number: \"$n\"" ;; esac
 done
@@ -77,65 +75,14 @@ for r in $CALL_RATES; do
     [ "$r" -ge 1 ] && [ "$r" -le 100000 ] || die "CALL_RATES: $r out of 1..100000"
 done
 
-# ---- processes, stopped by pid on exit -------------------------------------------------
-NODE_PIDS=()
-UAS_PID=""
-SIPP_PID=""
+raise_file_limit
+ensure_binary
 
-stop_pid() {
-    local pid=$1 i
-    [ -n "$pid" ] || return 0
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local pid
-    stop_pid "$SIPP_PID"
-    stop_pid "$UAS_PID"
-    for pid in "${NODE_PIDS[@]}"; do
-        stop_pid "$pid"
-    done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# ---- limits ----------------------------------------------------------------------------
-hard=$(ulimit -Hn)
-if [ "$hard" = unlimited ] || [ "$hard" -ge 65536 ]; then
-    ulimit -n 65536 || true
-else
-    ulimit -n "$hard" || true
-fi
-
-# ---- binary ----------------------------------------------------------------------------
-if [ -z "${P2PSIP_BIN:-}" ]; then
-    log "building the release binary"
-    (cd "$ROOT" && cargo build --release -p p2psip >&2)
-    P2PSIP_BIN="$ROOT/target/release/p2psip"
-fi
-[ -x "$P2PSIP_BIN" ] || die "no node binary at $P2PSIP_BIN"
-
-# Checked right before use: a UDP socket bound with SO_REUSEADDR can share a port
-# without an error, so a busy port would silently split the traffic.
 ports=("$A_PORT" "$B_PORT" "$UAS_PORT" "$REG_PORT" "$UAC_PORT")
 for i in $(seq 1 "$FILLER_NODES"); do
     ports+=($((FILLER_PORT + i - 1)))
 done
-if command -v ss >/dev/null 2>&1; then
-    for port in "${ports[@]}"; do
-        if [ -n "$(ss -Hlun "sport = :$port" 2>/dev/null)" ] ||
-            [ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]; then
-            die "port $port is in use; set BASE_PORT"
-        fi
-    done
-fi
+check_ports_free BASE_PORT "${ports[@]}"
 
 # ---- nodes -----------------------------------------------------------------------------
 # The 127.0.0.1 overlay address (ending in /p2p/<peer id>) in a node's node.json, if any.
@@ -144,31 +91,23 @@ loopback_p2p_addr() {
         head -n 1 | tr -d '"' || true
 }
 
-LAST_PID=""
 LAST_ADDR=""
+# Sets LAST_ADDR to the overlay address of the node with data in $1; fails if none yet.
+read_p2p_addr() {
+    LAST_ADDR=$(loopback_p2p_addr "$1")
+    [ -n "$LAST_ADDR" ]
+}
+
 # start_node NAME SIP_PORT [BOOTSTRAP]: starts a node, waits for its overlay address;
 # sets LAST_PID and LAST_ADDR.
 start_node() {
-    local name=$1 port=$2 bootstrap=${3:-} dir="$BENCH_DIR/$1" i
-    local args=(node --listen "udp:127.0.0.1:$port" --listen "tcp:127.0.0.1:$port"
-        --open --domain "$DOMAIN" --data-dir "$dir" --no-mdns
-        --p2p-listen /ip4/127.0.0.1/tcp/0)
+    local name=$1 port=$2 bootstrap=${3:-}
+    local args=(--no-mdns --p2p-listen /ip4/127.0.0.1/tcp/0)
     [ -z "$bootstrap" ] || args+=(--bootstrap "$bootstrap")
-    mkdir -p "$dir"
-    # shellcheck disable=SC2086 # NODE_ARGS is a list of words
-    "$P2PSIP_BIN" "${args[@]}" ${NODE_ARGS:-} \
-        </dev/null >"$BENCH_DIR/$name.stdout" 2>"$BENCH_DIR/$name.stderr" &
-    LAST_PID=$!
-    NODE_PIDS+=("$LAST_PID")
+    launch_node "$name" "$port" "${args[@]}"
     LAST_ADDR=""
-    for i in $(seq 1 "$NODE_READY_TRIES"); do
-        LAST_ADDR=$(loopback_p2p_addr "$dir")
-        [ -z "$LAST_ADDR" ] || break
-        kill -0 "$LAST_PID" 2>/dev/null ||
-            { tail -20 "$BENCH_DIR/$name.stderr" >&2; die "node $name exited"; }
-        sleep 0.1
-    done
-    [ -n "$LAST_ADDR" ] || die "node $name did not write its overlay address within 20 s"
+    wait_node "$name" "$LAST_PID" read_p2p_addr "$BENCH_DIR/$name" ||
+        die "node $name did not write its overlay address within 20 s"
     log "node $name: SIP 127.0.0.1:$port, overlay $LAST_ADDR (pid $LAST_PID)"
 }
 
@@ -188,74 +127,10 @@ peers_line=$("$P2PSIP_BIN" peers --bootstrap "$A_ADDR" --timeout 10 2>"$BENCH_DI
     tee "$BENCH_DIR/peers.stdout" | head -n 1 || true)
 log "a fresh client through node a sees: ${peers_line:-nothing (see $BENCH_DIR/peers.stderr)}"
 
-CLK_TCK=$(getconf CLK_TCK)
-# utime + stime of a process, in clock ticks.
-ticks() {
-    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
-}
-# percent of one core: cpu_percent TICKS0 TICKS1 SECONDS0 SECONDS1
-cpu_percent() {
-    awk -v a="$1" -v b="$2" -v hz="$CLK_TCK" -v x="$3" -v y="$4" \
-        'BEGIN { printf "%.0f", (y > x ? (b - a) / hz / (y - x) * 100 : 0) }'
-}
-
-# ---- SIPp ------------------------------------------------------------------------------
-SIPP_COMMON=(-i 127.0.0.1 -bind_local -nostdin -buff_size 8388608 -max_socket 60000
-    -max_recv_loops 10000 -max_sched_loops 10000)
-
-# Runs one SIPp client in the foreground (tracked for cleanup); stats go to $1.csv.
-run_sipp() {
-    local out=$1
-    shift
-    sipp "$@" "${SIPP_COMMON[@]}" -trace_stat -stf "$out.csv" -fd 1 \
-        -trace_err -error_file "$out.errors.log" \
-        -trace_screen -screen_file "$out.screen.log" \
-        </dev/null >/dev/null 2>"$out.stderr" &
-    SIPP_PID=$!
-    local rc=0
-    wait "$SIPP_PID" || rc=$?
-    SIPP_PID=""
-    return "$rc"
-}
-
-# "successful failed achieved_rate" from the last row of a SIPp statistics file.
-sipp_result() {
-    awk -F';' '
-        NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
-        { last = $0 }
-        END {
-            if (last == "") { print "0 0 0"; exit }
-            n = split(last, f, ";")
-            split(f[col["StartTime"]], s, "\t")
-            split(f[col["CurrentTime"]], c, "\t")
-            ok = f[col["SuccessfulCall(C)"]] + 0
-            failed = f[col["FailedCall(C)"]] + 0
-            secs = c[3] - s[3]
-            printf "%d %d %.0f\n", ok, failed, (secs > 0 ? ok / secs : 0)
-        }' "$1" 2>/dev/null || echo "0 0 0"
-}
-
 # ---- bob at node B ---------------------------------------------------------------------
 log "starting the UAS on 127.0.0.1:$UAS_PORT, registering it as $AOR at node b"
-sipp -sf "$SCENARIOS/uas_call.xml" -t u1 -p "$UAS_PORT" "${SIPP_COMMON[@]}" \
-    -trace_err -error_file "$BENCH_DIR/uas.errors.log" \
-    </dev/null >/dev/null 2>"$BENCH_DIR/uas.stderr" &
-UAS_PID=$!
-for i in $(seq 1 100); do
-    if command -v ss >/dev/null 2>&1; then
-        [ -n "$(ss -Hlun "sport = :$UAS_PORT" 2>/dev/null)" ] && break
-    else
-        sleep 1
-        break
-    fi
-    sleep 0.1
-done
-kill -0 "$UAS_PID" 2>/dev/null || die "the UAS exited: $(tail -5 "$BENCH_DIR/uas.stderr")"
-
-run_sipp "$BENCH_DIR/register-bob" "127.0.0.1:$B_PORT" -sf "$SCENARIOS/register_contact.xml" \
-    -t u1 -p "$REG_PORT" -key user bob -key domain "$DOMAIN" -key contact_port "$UAS_PORT" \
-    -key contact_transport udp -default_behaviors all,-bye -m 1 -timeout 20s -timeout_error ||
-    die "registering the UAS failed (see $BENCH_DIR/register-bob.*)"
+start_uas "$UAS_PORT"
+register_uas "$B_PORT" "$REG_PORT" "$UAS_PORT"
 
 found=0
 for i in $(seq 1 "$LOOKUP_READY_TRIES"); do

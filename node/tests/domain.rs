@@ -4,53 +4,13 @@
 // A test binary: failing loudly on an unexpected error is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
 
-/// Upper bound for anything a process is waited for; generous for slow CI machines.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-fn p2psip() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_p2psip"));
-    command.env_remove("RUST_LOG").env_remove("P2PSIP_DATA_DIR");
-    command
-}
-
-/// Runs a command that must exit by itself.
-fn run(command: &mut Command) -> Output {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_bounded(&mut child);
-    child.wait_with_output().unwrap()
-}
-
-fn wait_bounded(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("p2psip did not exit within {PATIENCE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use common::{p2psip, run, stderr, stdout, wait_bounded, wait_for_node_json};
 
 /// `p2psip domain <args> --data-dir <data_dir>`.
 fn domain(data_dir: &Path, args: &[&str]) -> Output {
@@ -307,29 +267,6 @@ fn node_refuses_delegations_for_other_nodes_or_from_unknown_keys() {
         message.contains("--trust-anchor \"example.com=xyz\""),
         "{message}"
     );
-}
-
-/// Reads `node.json` once the node has written it.
-fn wait_for_node_json(dir: &Path, child: &mut Child) -> serde_json::Value {
-    let path: PathBuf = dir.join("node.json");
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            return serde_json::from_str(&text).unwrap();
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut message = String::new();
-            if let Some(mut err) = child.stderr.take() {
-                let _ = err.read_to_string(&mut message);
-            }
-            panic!("node exited early with {status}: {message}");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("node.json did not appear within {PATIENCE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

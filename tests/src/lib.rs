@@ -12,6 +12,7 @@
 //!
 //! Every wait in this crate is bounded in time and every loop in count.
 
+pub mod authority;
 mod mesh;
 mod node;
 mod ports;

@@ -17,16 +17,18 @@
 //! Loopback only, mDNS off. The validators' refusals are read from each node's `node.json`
 //! (`validation.refused.unauthorised`) and from their logs.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use libp2p::identity::Keypair;
 use libp2p::Multiaddr;
 use overlay::authority::{generate_authority_key, Delegation};
 use overlay::key::Aor;
 use overlay::network::{DhtMode, Overlay, OverlayConfig, PublishReport};
 use overlay::record::RecordBinding;
+use p2psip_tests::authority::{
+    self, expect_only_entry, register, wait_for_log, wait_for_unauthorised,
+};
 use p2psip_tests::{
-    lookup, missing_flags, run_p2psip, test_dir, wait_until_found, CommandOutcome, Mesh, MeshNode,
-    MeshNodeConfig, Request, UdpClient, DOMAIN,
+    lookup, missing_flags, test_dir, wait_until_found, Mesh, MeshNode, MeshNodeConfig, DOMAIN,
 };
 use std::num::NonZeroUsize;
 use std::path::Path;
@@ -35,11 +37,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Bound on waiting for a registration to be found through the DHT.
 const PUBLISH_LIMIT: Duration = Duration::from_secs(20);
 const PUBLISH_ATTEMPTS: usize = 30;
-/// Bound on waiting for a refusal to show in a node's counters (rewritten about once a
-/// second) and logs.
-const REFUSAL_LIMIT: Duration = Duration::from_secs(20);
-/// Bound on a SIP transaction with a node.
-const REPLY_LIMIT: Duration = Duration::from_secs(10);
 /// Bound on each step of the forger (start, connecting, publishing, withdrawing).
 const FORGER_STEP: Duration = Duration::from_secs(30);
 /// Bound on a `p2psip domain` run.
@@ -76,119 +73,21 @@ fn require_authority_cli() -> Result<()> {
     Ok(())
 }
 
-/// Runs `p2psip domain <args>`, which must succeed; its stdout.
-fn domain(args: &[&str]) -> Result<String> {
-    let args: Vec<String> = std::iter::once("domain")
-        .chain(args.iter().copied())
-        .map(str::to_string)
-        .collect();
-    let outcome = run_p2psip(&args, DOMAIN_LIMIT)?;
-    ensure!(outcome.success(), "{outcome}");
-    Ok(outcome.stdout)
-}
-
 /// `p2psip domain init example.com`: the trust-anchor line it prints.
 fn init_domain(authority_dir: &Path) -> Result<String> {
-    let dir = authority_dir.display().to_string();
-    let out = domain(&["init", DOMAIN, "--data-dir", &dir])?;
-    let anchor = out
-        .lines()
-        .find_map(|line| line.strip_prefix("trust anchor: "))
-        .with_context(|| format!("no trust anchor line in:\n{out}"))?;
+    let (anchor, _) = authority::init_domain(authority_dir, DOMAIN_LIMIT)?;
     ensure!(
         anchor.starts_with(&format!("{DOMAIN}=")),
         "trust anchor {anchor:?} is not for {DOMAIN}"
     );
-    Ok(anchor.to_string())
-}
-
-/// A REGISTER of alice at `node` with `contact` for `expires` seconds, which must get 200.
-fn register(node: &MeshNode, contact: &str, expires: u32) -> Result<()> {
-    let client = UdpClient::new(node.sip_addr())?;
-    let aor = format!("<sip:{ALICE}>");
-    let request = Request::new("REGISTER", &format!("sip:{DOMAIN}"), &client)
-        .set("From", &format!("{aor};tag=reg"))
-        .set("To", &aor)
-        .with("Contact", &format!("<{contact}>"))
-        .with("Expires", &expires.to_string());
-    let response = client.expect_response(&request, REPLY_LIMIT)?;
-    ensure!(
-        response.status == 200,
-        "REGISTER of {ALICE} -> {contact} (expires {expires}) at {}: expected 200, got:\n{}",
-        node.label(),
-        response.raw
-    );
-    Ok(())
-}
-
-/// Waits (bounded) until `node` has counted at least `at_least` unauthorised values; the
-/// count.
-fn wait_for_unauthorised(node: &MeshNode, at_least: u64) -> Result<u64> {
-    let deadline = Instant::now() + REFUSAL_LIMIT;
-    loop {
-        let count = node.refusals("unauthorised")?;
-        if count >= at_least {
-            return Ok(count);
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "{} counted {count} unauthorised values, not {at_least}, within \
-                 {REFUSAL_LIMIT:?}:\n{}",
-                node.label(),
-                node.node_json()?
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Waits (bounded) until `node`'s stderr contains every one of `needles`.
-fn wait_for_log(node: &MeshNode, needles: &[&str]) -> Result<()> {
-    let deadline = Instant::now() + REFUSAL_LIMIT;
-    loop {
-        let log = node.stderr_text();
-        if log
-            .lines()
-            .any(|line| needles.iter().all(|n| line.contains(n)))
-        {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "{} logged no line with {needles:?} within {REFUSAL_LIMIT:?}",
-                node.label()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    Ok(anchor)
 }
 
 /// alice's record, looked up through `via`, holds node 1's entry alone, with the original
 /// contact.
 fn expect_only_node1(via: &MeshNode, node1: &MeshNode, rogues: &[&str]) -> Result<()> {
     let outcome = lookup(ALICE, &[via.p2p_addr()])?;
-    let check = |outcome: &CommandOutcome| -> Result<()> {
-        ensure!(outcome.success(), "alice was not found");
-        let out = &outcome.stdout;
-        ensure!(
-            out.starts_with(&format!("{ALICE}: 1 live binding(s) from 1 node entry\n")),
-            "not exactly one entry with one binding"
-        );
-        ensure!(out.contains(node1.peer_id()), "node 1's entry is missing");
-        ensure!(
-            out.contains(&format!("binding {ORIGINAL_CONTACT} ")),
-            "the original contact is missing"
-        );
-        ensure!(
-            out.contains("delegated by the domain authority"),
-            "node 1's entry carries no delegation"
-        );
-        for rogue in rogues {
-            ensure!(!out.contains(rogue), "{rogue} appears in the record");
-        }
-        Ok(())
-    };
-    check(&outcome).with_context(|| {
+    expect_only_entry(&outcome, ALICE, node1, ORIGINAL_CONTACT, rogues).with_context(|| {
         format!(
             "lookup of {ALICE} through {} ({}):\n{outcome}",
             via.label(),
@@ -322,16 +221,19 @@ fn only_a_delegated_node_can_write_a_users_registration() -> Result<()> {
         .to_peer_id()
         .to_string();
     let delegation_file = node1_dir.path().join("node1.delegations");
-    let printed = domain(&[
-        "delegate",
-        &node1_peer,
-        "--domain",
-        DOMAIN,
-        "--data-dir",
-        &authority.path().display().to_string(),
-        "--out",
-        &delegation_file.display().to_string(),
-    ])?;
+    let printed = authority::domain(
+        &[
+            "delegate",
+            &node1_peer,
+            "--domain",
+            DOMAIN,
+            "--data-dir",
+            &authority.path().display().to_string(),
+            "--out",
+            &delegation_file.display().to_string(),
+        ],
+        DOMAIN_LIMIT,
+    )?;
     let written = std::fs::read_to_string(&delegation_file)?;
     ensure!(
         written.lines().any(|line| line == printed.trim()),
@@ -371,7 +273,7 @@ fn authority_flow(mesh: &Mesh, node1_peer: &str) -> Result<()> {
     );
 
     // The delegated node registers alice; she is found through node 3.
-    register(node1, ORIGINAL_CONTACT, 600)?;
+    register(node1, ALICE, ORIGINAL_CONTACT, 600)?;
     let found = wait_until_found(ALICE, &[node3.p2p_addr()], PUBLISH_LIMIT, PUBLISH_ATTEMPTS)?;
     ensure!(
         found.stdout.contains(node1.peer_id()) && found.stdout.contains(ORIGINAL_CONTACT),
@@ -379,8 +281,8 @@ fn authority_flow(mesh: &Mesh, node1_peer: &str) -> Result<()> {
     );
 
     // The rogue node: answered locally, refused by its own validator.
-    register(node2, ROGUE_CONTACT, 600)?;
-    register(node2, ROGUE_CONTACT, 0)?;
+    register(node2, ALICE, ROGUE_CONTACT, 600)?;
+    register(node2, ALICE, ROGUE_CONTACT, 0)?;
     let rogue_refused = wait_for_unauthorised(node2, 1)?;
     wait_for_log(
         node2,

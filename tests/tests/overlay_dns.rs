@@ -7,16 +7,19 @@
 //! The name server is hickory-server's, on 127.0.0.1 and a UDP port of its own; it
 //! answers real DNS queries from the nodes' resolver. Loopback only, mDNS off.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use hickory_server::net::runtime::TokioRuntimeProvider;
 use hickory_server::proto::rr::rdata::{SOA, TXT};
 use hickory_server::proto::rr::{LowerName, Name, RData, Record};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
 use hickory_server::Server;
+use p2psip_tests::authority::{
+    self, expect_only_entry, register, wait_for_log, wait_for_unauthorised,
+};
 use p2psip_tests::{
     missing_flags, run_p2psip, test_dir, wait_until_found, CommandOutcome, Mesh, MeshNode,
-    MeshNodeConfig, Request, UdpClient, DOMAIN,
+    MeshNodeConfig, DOMAIN,
 };
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -26,11 +29,6 @@ use std::time::{Duration, Instant};
 /// Bound on waiting for a registration to be found through the DHT.
 const PUBLISH_LIMIT: Duration = Duration::from_secs(20);
 const PUBLISH_ATTEMPTS: usize = 30;
-/// Bound on waiting for a refusal or a log line to show (node.json is rewritten about once
-/// a second).
-const SHOW_LIMIT: Duration = Duration::from_secs(20);
-/// Bound on a SIP transaction with a node.
-const REPLY_LIMIT: Duration = Duration::from_secs(10);
 /// Bound on a `p2psip domain` or `p2psip lookup` run.
 const COMMAND_LIMIT: Duration = Duration::from_secs(30);
 /// Bound on starting and stopping the name server.
@@ -128,26 +126,10 @@ impl Drop for NameServer {
     }
 }
 
-/// Runs `p2psip domain <args>`, which must succeed; its stdout.
-fn domain(args: &[&str]) -> Result<String> {
-    let args: Vec<String> = std::iter::once("domain")
-        .chain(args.iter().copied())
-        .map(str::to_string)
-        .collect();
-    let outcome = run_p2psip(&args, COMMAND_LIMIT)?;
-    ensure!(outcome.success(), "{outcome}");
-    Ok(outcome.stdout)
-}
-
 /// `p2psip domain init example.com`: the trust-anchor line and the TXT record text it
 /// prints.
 fn init_domain(authority_dir: &Path) -> Result<(String, String)> {
-    let dir = authority_dir.display().to_string();
-    let out = domain(&["init", DOMAIN, "--data-dir", &dir])?;
-    let anchor = out
-        .lines()
-        .find_map(|line| line.strip_prefix("trust anchor: "))
-        .with_context(|| format!("no trust anchor line in:\n{out}"))?;
+    let (anchor, out) = authority::init_domain(authority_dir, COMMAND_LIMIT)?;
     let record = out
         .lines()
         .find_map(|line| line.strip_prefix("DNS TXT record: "))
@@ -157,66 +139,7 @@ fn init_domain(authority_dir: &Path) -> Result<(String, String)> {
         .strip_prefix(&expected_owner)
         .and_then(|rest| rest.strip_suffix('"'))
         .with_context(|| format!("the TXT record {record:?} is not {expected_owner}...\""))?;
-    Ok((anchor.to_string(), txt.to_string()))
-}
-
-/// A REGISTER of alice at `node` with `contact` for `expires` seconds, which must get 200.
-fn register(node: &MeshNode, contact: &str, expires: u32) -> Result<()> {
-    let client = UdpClient::new(node.sip_addr())?;
-    let aor = format!("<sip:{ALICE}>");
-    let request = Request::new("REGISTER", &format!("sip:{DOMAIN}"), &client)
-        .set("From", &format!("{aor};tag=reg"))
-        .set("To", &aor)
-        .with("Contact", &format!("<{contact}>"))
-        .with("Expires", &expires.to_string());
-    let response = client.expect_response(&request, REPLY_LIMIT)?;
-    ensure!(
-        response.status == 200,
-        "REGISTER of {ALICE} -> {contact} at {}: expected 200, got:\n{}",
-        node.label(),
-        response.raw
-    );
-    Ok(())
-}
-
-/// Waits (bounded) until `node` has counted at least `at_least` unauthorised values.
-fn wait_for_unauthorised(node: &MeshNode, at_least: u64) -> Result<u64> {
-    let deadline = Instant::now() + SHOW_LIMIT;
-    loop {
-        let count = node.refusals("unauthorised")?;
-        if count >= at_least {
-            return Ok(count);
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "{} counted {count} unauthorised values, not {at_least}, within {SHOW_LIMIT:?}:\n{}",
-                node.label(),
-                node.node_json()?
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Waits (bounded) until `node`'s stderr has a line containing every one of `needles`.
-fn wait_for_log(node: &MeshNode, needles: &[&str]) -> Result<()> {
-    let deadline = Instant::now() + SHOW_LIMIT;
-    loop {
-        if node
-            .stderr_text()
-            .lines()
-            .any(|line| needles.iter().all(|n| line.contains(n)))
-        {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "{} logged no line with {needles:?} within {SHOW_LIMIT:?}",
-                node.label()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    Ok((anchor, txt.to_string()))
 }
 
 /// `p2psip lookup alice --bootstrap <via> --trust-anchor <anchor>` in a fresh data dir.
@@ -244,28 +167,7 @@ fn expect_only_node1(
     rogues: &[&str],
 ) -> Result<()> {
     let outcome = lookup_trusting(via, anchor)?;
-    let check = |outcome: &CommandOutcome| -> Result<()> {
-        ensure!(outcome.success(), "alice was not found");
-        let out = &outcome.stdout;
-        ensure!(
-            out.starts_with(&format!("{ALICE}: 1 live binding(s) from 1 node entry\n")),
-            "not exactly one entry with one binding"
-        );
-        ensure!(out.contains(node1.peer_id()), "node 1's entry is missing");
-        ensure!(
-            out.contains(&format!("binding {ORIGINAL_CONTACT} ")),
-            "the original contact is missing"
-        );
-        ensure!(
-            out.contains("delegated by the domain authority"),
-            "node 1's entry carries no delegation"
-        );
-        for rogue in rogues {
-            ensure!(!out.contains(rogue), "{rogue} appears in the record");
-        }
-        Ok(())
-    };
-    check(&outcome).with_context(|| {
+    expect_only_entry(&outcome, ALICE, node1, ORIGINAL_CONTACT, rogues).with_context(|| {
         format!(
             "lookup of {ALICE} through {} trusting {anchor}:\n{outcome}",
             via.label()
@@ -301,16 +203,19 @@ fn an_authority_key_found_in_dns_is_enforced() -> Result<()> {
         .to_peer_id()
         .to_string();
     let delegation_file = node1_dir.path().join("node1.delegations");
-    domain(&[
-        "delegate",
-        &node1_peer,
-        "--domain",
-        DOMAIN,
-        "--data-dir",
-        &authority.path().display().to_string(),
-        "--out",
-        &delegation_file.display().to_string(),
-    ])?;
+    authority::domain(
+        &[
+            "delegate",
+            &node1_peer,
+            "--domain",
+            DOMAIN,
+            "--data-dir",
+            &authority.path().display().to_string(),
+            "--out",
+            &delegation_file.display().to_string(),
+        ],
+        COMMAND_LIMIT,
+    )?;
 
     let configs = (0..3)
         .map(|i| MeshNodeConfig {
@@ -349,7 +254,7 @@ fn dns_flow(mesh: &Mesh, node1_peer: &str, anchor: &str, key: &str) -> Result<()
     }
 
     // The delegated node registers alice; she is found through node 0.
-    register(node1, ORIGINAL_CONTACT, 600)?;
+    register(node1, ALICE, ORIGINAL_CONTACT, 600)?;
     let found = wait_until_found(ALICE, &[node0.p2p_addr()], PUBLISH_LIMIT, PUBLISH_ATTEMPTS)?;
     ensure!(
         found.stdout.contains(node1.peer_id()) && found.stdout.contains(ORIGINAL_CONTACT),
@@ -358,7 +263,7 @@ fn dns_flow(mesh: &Mesh, node1_peer: &str, anchor: &str, key: &str) -> Result<()
 
     // The node without a delegation: answered locally, refused by its own validator,
     // which trusts the key from DNS.
-    register(node2, ROGUE_CONTACT, 600)?;
+    register(node2, ALICE, ROGUE_CONTACT, 600)?;
     wait_for_unauthorised(node2, 1)?;
     wait_for_log(
         node2,

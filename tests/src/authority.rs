@@ -1,0 +1,130 @@
+//! Helpers of the domain-authority tests: `p2psip domain` runs, registrations at mesh
+//! nodes, and waits for the validators' refusals to show in a node's counters and logs.
+
+use crate::mesh::{run_p2psip, CommandOutcome, MeshNode};
+use crate::raw_udp::{Request, UdpClient};
+use crate::DOMAIN;
+use anyhow::{bail, ensure, Context, Result};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Bound on waiting for a refusal or a log line to show in a node's counters (node.json is
+/// rewritten about once a second) or logs.
+pub const REFUSAL_LIMIT: Duration = Duration::from_secs(20);
+/// Bound on a SIP transaction with a node.
+pub const REPLY_LIMIT: Duration = Duration::from_secs(10);
+
+/// Runs `p2psip domain <args>` within `limit`, which must succeed; its stdout.
+pub fn domain(args: &[&str], limit: Duration) -> Result<String> {
+    let args: Vec<String> = std::iter::once("domain")
+        .chain(args.iter().copied())
+        .map(str::to_string)
+        .collect();
+    let outcome = run_p2psip(&args, limit)?;
+    ensure!(outcome.success(), "{outcome}");
+    Ok(outcome.stdout)
+}
+
+/// `p2psip domain init example.com --data-dir <authority_dir>` within `limit`: the
+/// trust anchor it prints (the text after `trust anchor: `) and its whole stdout.
+pub fn init_domain(authority_dir: &Path, limit: Duration) -> Result<(String, String)> {
+    let dir = authority_dir.display().to_string();
+    let out = domain(&["init", DOMAIN, "--data-dir", &dir], limit)?;
+    let anchor = out
+        .lines()
+        .find_map(|line| line.strip_prefix("trust anchor: "))
+        .with_context(|| format!("no trust anchor line in:\n{out}"))?
+        .to_string();
+    Ok((anchor, out))
+}
+
+/// A REGISTER of `aor` at `node` with `contact` for `expires` seconds, which must get 200.
+pub fn register(node: &MeshNode, aor: &str, contact: &str, expires: u32) -> Result<()> {
+    let client = UdpClient::new(node.sip_addr())?;
+    let to = format!("<sip:{aor}>");
+    let request = Request::new("REGISTER", &format!("sip:{DOMAIN}"), &client)
+        .set("From", &format!("{to};tag=reg"))
+        .set("To", &to)
+        .with("Contact", &format!("<{contact}>"))
+        .with("Expires", &expires.to_string());
+    let response = client.expect_response(&request, REPLY_LIMIT)?;
+    ensure!(
+        response.status == 200,
+        "REGISTER of {aor} -> {contact} (expires {expires}) at {}: expected 200, got:\n{}",
+        node.label(),
+        response.raw
+    );
+    Ok(())
+}
+
+/// Waits (bounded) until `node` has counted at least `at_least` unauthorised values; the
+/// count.
+pub fn wait_for_unauthorised(node: &MeshNode, at_least: u64) -> Result<u64> {
+    let deadline = Instant::now() + REFUSAL_LIMIT;
+    loop {
+        let count = node.refusals("unauthorised")?;
+        if count >= at_least {
+            return Ok(count);
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{} counted {count} unauthorised values, not {at_least}, within \
+                 {REFUSAL_LIMIT:?}:\n{}",
+                node.label(),
+                node.node_json()?
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits (bounded) until `node`'s stderr has a line containing every one of `needles`.
+pub fn wait_for_log(node: &MeshNode, needles: &[&str]) -> Result<()> {
+    let deadline = Instant::now() + REFUSAL_LIMIT;
+    loop {
+        if node
+            .stderr_text()
+            .lines()
+            .any(|line| needles.iter().all(|n| line.contains(n)))
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{} logged no line with {needles:?} within {REFUSAL_LIMIT:?}",
+                node.label()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The output of a lookup of `aor` holds `owner`'s entry alone, with the one binding
+/// `contact`, delegated by the domain authority, and none of `rogues`.
+pub fn expect_only_entry(
+    outcome: &CommandOutcome,
+    aor: &str,
+    owner: &MeshNode,
+    contact: &str,
+    rogues: &[&str],
+) -> Result<()> {
+    ensure!(outcome.success(), "{aor} was not found");
+    let out = &outcome.stdout;
+    ensure!(
+        out.starts_with(&format!("{aor}: 1 live binding(s) from 1 node entry\n")),
+        "not exactly one entry with one binding"
+    );
+    ensure!(out.contains(owner.peer_id()), "node 1's entry is missing");
+    ensure!(
+        out.contains(&format!("binding {contact} ")),
+        "the original contact is missing"
+    );
+    ensure!(
+        out.contains("delegated by the domain authority"),
+        "node 1's entry carries no delegation"
+    );
+    for rogue in rogues {
+        ensure!(!out.contains(rogue), "{rogue} appears in the record");
+    }
+    Ok(())
+}
