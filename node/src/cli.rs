@@ -157,6 +157,28 @@ pub enum DomainCommand {
     Delegate(DomainDelegateArgs),
     /// Print the public key, DNS TXT record and trust-anchor line of an authority key.
     ShowKey(DomainShowKeyArgs),
+    /// Sign the domain's authority record and publish it in the overlay's DHT, where it is
+    /// kept first-come (open mode): from then on nodes want a delegation from this key for
+    /// the domain's registrations. Exit status 0: put to at least one node; 1: not; 2:
+    /// usage.
+    Publish(DomainPublishArgs),
+}
+
+/// Arguments of `p2psip domain publish`.
+#[derive(Debug, Args)]
+pub struct DomainPublishArgs {
+    /// The domain. Default: the file name of --key (`<domain>.key`), else the domain of
+    /// the only key in DATA_DIR/authority/.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+
+    /// The authority key file. Default: DATA_DIR/authority/<domain>.key.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+
+    /// How to reach the overlay; --data-dir also locates the default key.
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// Where the authority key file is.
@@ -425,5 +447,28 @@ mod tests {
             cli.command,
             Command::Domain(DomainCommand::ShowKey(_))
         ));
+
+        let cli = Cli::try_parse_from([
+            "p2psip",
+            "domain",
+            "publish",
+            "--key",
+            "k",
+            "--domain",
+            "a.example",
+            "--bootstrap",
+            "/ip4/127.0.0.1/tcp/1/p2p/P",
+            "--data-dir",
+            "d",
+        ])
+        .unwrap();
+        let Command::Domain(DomainCommand::Publish(args)) = cli.command else {
+            panic!("not domain publish");
+        };
+        assert_eq!(args.domain.as_deref(), Some("a.example"));
+        assert_eq!(args.key, Some(PathBuf::from("k")));
+        assert_eq!(args.client.bootstrap.len(), 1);
+        assert_eq!(args.client.data_dir, Some(PathBuf::from("d")));
+        assert_eq!(args.client.timeout, 15);
     }
 }

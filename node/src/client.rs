@@ -1,4 +1,5 @@
-//! `p2psip lookup` and `p2psip peers`: a short-lived overlay client with an ephemeral
+//! `p2psip lookup`, `p2psip peers` and the network part of `p2psip domain publish`: a
+//! short-lived overlay client with an ephemeral
 //! identity, a DHT client (it stores nothing for others and listens nowhere), bootstrapped
 //! from `--bootstrap` or from the local node's `node.json`. Everything is bounded by
 //! `--timeout`.
@@ -12,9 +13,11 @@ use crate::config::{self, Environment};
 use crate::node_info;
 use libp2p::identity::Keypair;
 use libp2p::Multiaddr;
-use overlay::authority::{AuthorityError, TrustAnchors};
+use overlay::authority::{public_key_to_text, AuthorityError, AuthorityRecord, TrustAnchors};
 use overlay::key::Aor;
-use overlay::network::{DhtMode, LookupError, Overlay, OverlayConfig, PeerStatus};
+use overlay::network::{
+    DhtMode, LookupError, Overlay, OverlayConfig, PeerStatus, PublishError, PublishReport,
+};
 use overlay::record::{NodeEntry, RegistrationRecord};
 use overlay::validate::{AuthorityMode, RecordValidator};
 use std::fmt::Write as _;
@@ -144,6 +147,8 @@ where
         config.bootstrap = client.bootstrap;
         config.mdns = client.mdns;
         config.dht_mode = DhtMode::Client;
+        // What this client puts (an authority record) goes to every closest node it knows.
+        config.write_quorum = config.replication_factor;
         // Validate what comes back as the nodes do, with the anchors given.
         config.validator = RecordValidator::new(AuthorityMode::Open, client.anchors);
         // Leaves time to print partial answers before the overall bound.
@@ -233,6 +238,77 @@ pub fn lookup(args: &LookupArgs) -> ExitCode {
             }
         }
     })
+}
+
+/// `p2psip domain publish`, once `record` is signed: joins the overlay, waits for the
+/// routing table to settle, and puts the record (the client first fetches the domain's
+/// current authority record, so a domain already held by another key is refused here).
+/// Exit status 0 when at least one node took the put, 1 otherwise, 2 for usage errors.
+pub fn publish_authority(args: &ClientArgs, record: AuthorityRecord) -> ExitCode {
+    let client = match prepare(args) {
+        Ok(client) => client,
+        Err(UsageError(message)) => {
+            eprintln!("p2psip: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    init_logging(args);
+    run(client, move |overlay, deadline| async move {
+        if !wait_for_connection(&overlay, deadline).await {
+            eprintln!("p2psip: no overlay node could be reached");
+            return EXIT_NOT_FOUND;
+        }
+        let half_time = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2;
+        settled_peers(&overlay, half_time).await;
+        let domain = record.domain.clone();
+        let key = public_key_to_text(&record.authority);
+        match overlay.publish_authority(record).await {
+            Ok(report) if report.remote_copies > 0 => {
+                print!("{}", describe_authority_publish(&domain, &key, &report));
+                EXIT_FOUND
+            }
+            Ok(_) => {
+                eprintln!("p2psip: {domain}: no overlay node took the authority record");
+                EXIT_NOT_FOUND
+            }
+            Err(PublishError::Refused(refusal)) => {
+                eprintln!("p2psip: {domain}: authority record refused: {refusal}");
+                EXIT_NOT_FOUND
+            }
+            Err(error) => {
+                eprintln!("p2psip: {domain}: publishing the authority record failed: {error}");
+                EXIT_NOT_FOUND
+            }
+        }
+    })
+}
+
+fn describe_authority_publish(domain: &str, key: &str, report: &PublishReport) -> String {
+    format!(
+        "{domain}: authority key {key} stored by {} node(s){}\n",
+        report.remote_copies,
+        if report.quorum_met {
+            ""
+        } else {
+            " (fewer than the write quorum)"
+        }
+    )
+}
+
+/// The routing table once it has not changed for [`SETTLE`] (the bootstrap query fills it
+/// over a few round trips), or as it is at `give_up`.
+async fn settled_peers(overlay: &Overlay, give_up: Instant) -> Vec<PeerStatus> {
+    let mut table = current_peers(overlay).await;
+    let mut stable_since = Instant::now();
+    while Instant::now() < give_up && stable_since.elapsed() < SETTLE {
+        tokio::time::sleep(POLL).await;
+        let now = current_peers(overlay).await;
+        if now != table {
+            table = now;
+            stable_since = Instant::now();
+        }
+    }
+    table
 }
 
 /// What `lookup --repeat` measured.
@@ -363,16 +439,7 @@ pub fn peers(args: &ClientArgs) -> ExitCode {
         // still (or just before the deadline).
         let print_by = deadline
             - Duration::from_millis(500).min(deadline.saturating_duration_since(Instant::now()));
-        let mut table = current_peers(&overlay).await;
-        let mut stable_since = Instant::now();
-        while Instant::now() < print_by && stable_since.elapsed() < SETTLE {
-            tokio::time::sleep(POLL).await;
-            let now = current_peers(&overlay).await;
-            if now != table {
-                table = now;
-                stable_since = Instant::now();
-            }
-        }
+        let table = settled_peers(&overlay, print_by).await;
         print!("{}", describe_peers(&table));
         if table.is_empty() {
             EXIT_NOT_FOUND

@@ -7,18 +7,21 @@
 //!   to that node, appends it to a delegation file (`overlay/WIRE.md`, "Text forms") and
 //!   prints it.
 //! - `p2psip domain show-key`: prints what `init` printed, for an existing key.
+//! - `p2psip domain publish`: signs the domain's authority record and puts it in the DHT
+//!   through a short-lived overlay client ([`crate::client::publish_authority`]).
 //! - [`load_delegations`]: a node's check of its `--delegation` files at start-up.
 
 use crate::cli::{
-    AuthorityKeyArgs, DomainCommand, DomainDelegateArgs, DomainInitArgs, DomainShowKeyArgs,
+    AuthorityKeyArgs, DomainCommand, DomainDelegateArgs, DomainInitArgs, DomainPublishArgs,
+    DomainShowKeyArgs,
 };
 use crate::config::{self, AuthoritySettings, ConfigError, Environment};
 use libp2p::identity::PublicKey;
 use libp2p::PeerId;
 use overlay::authority::{
     generate_authority_key, load_authority_key, public_key_to_text, read_delegation_file,
-    save_authority_key, AuthorityFileError, AuthorityTxt, Delegation, DelegationFileError,
-    DelegationLine, TrustAnchors,
+    save_authority_key, AuthorityFileError, AuthorityRecord, AuthorityTxt, Delegation,
+    DelegationFileError, DelegationLine, TrustAnchors,
 };
 use overlay::key::canonical_domain;
 use overlay::record::peer_public_key;
@@ -69,6 +72,15 @@ pub fn run(command: &DomainCommand) -> ExitCode {
         DomainCommand::Init(args) => init(args),
         DomainCommand::Delegate(args) => delegate(args),
         DomainCommand::ShowKey(args) => show_key(args),
+        DomainCommand::Publish(args) => {
+            return match signed_authority_record(args) {
+                Ok(record) => crate::client::publish_authority(&args.client, record),
+                Err(Failure { code, message }) => {
+                    eprintln!("p2psip: {message}");
+                    ExitCode::from(code)
+                }
+            }
+        }
     };
     match result {
         Ok(output) => {
@@ -201,6 +213,38 @@ fn show_key(args: &DomainShowKeyArgs) -> Result<String, Failure> {
     let mut out = format!("authority key file {}\n", path.display());
     out.push_str(&describe_key(&keypair.public(), domain.as_deref()));
     Ok(out)
+}
+
+/// `p2psip domain publish`, before any network work: the key file and domain, and the
+/// authority record signed now.
+fn signed_authority_record(args: &DomainPublishArgs) -> Result<AuthorityRecord, Failure> {
+    let key_args = AuthorityKeyArgs {
+        key: args.key.clone(),
+        data_dir: args.client.data_dir.clone(),
+    };
+    let domain = args
+        .domain
+        .as_deref()
+        .map(|d| domain_arg("--domain", d))
+        .transpose()?;
+    let (path, domain) = match (&key_args.key, domain) {
+        (_, Some(domain)) => (key_path(&key_args, &domain), Some(domain)),
+        (Some(path), None) => {
+            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            let domain = canonical_domain(stem).ok().filter(|d| d == stem);
+            (path.clone(), domain)
+        }
+        (None, None) => only_key(&data_dir(&key_args).join(AUTHORITY_DIR))?,
+    };
+    let domain = domain.ok_or_else(|| {
+        Failure::usage(format!(
+            "which domain is {} for? Give --domain",
+            path.display()
+        ))
+    })?;
+    let keypair = load_key(&path, Some(&domain))?;
+    AuthorityRecord::sign(&keypair, &domain, unix_now())
+        .map_err(|e| Failure::cannot(format!("cannot sign the authority record: {e}")))
 }
 
 /// The only `<domain>.key` in `dir`, with its domain.

@@ -8,7 +8,10 @@
 //!
 //! - the domain has keys in [`TrustAnchors`]: the entry must carry a delegation for this
 //!   node and domain, valid now, signed by one of them;
-//! - otherwise, the domain has a key in [`PinnedAuthorities`]: the same, with that key;
+//! - otherwise, the domain has a key in [`PinnedAuthorities`]: the same, with that key
+//!   (pinned when the node stores the domain's authority record, or, in open mode, when
+//!   the network task fetches that record on first meeting the domain; see
+//!   [`RecordValidator::wants_authority_of`] and `WIRE.md`, "Learning a pinned key");
 //! - otherwise, in [`AuthorityMode::Open`] the node's signature is enough (a delegation, if
 //!   present, must still be sound); in [`AuthorityMode::Closed`] the entry is refused.
 //!
@@ -91,6 +94,16 @@ impl RecordValidator {
 
     pub fn counters(&self) -> ValidationCounters {
         self.counters
+    }
+
+    /// Whether a node should look `domain`'s authority record up in the DHT before
+    /// trusting entries of it on their serving node's signature alone: in open mode, for
+    /// a canonical domain with neither a trust anchor nor a pinned key. (In closed mode
+    /// such entries are refused anyway, and first-come pins are not learnt on demand.)
+    pub fn wants_authority_of(&self, domain: &str) -> bool {
+        self.mode == AuthorityMode::Open
+            && self.anchors.keys_for(domain).is_empty()
+            && self.pinned.get(domain).is_none()
     }
 
     /// Validates a registration put of `value` under `key`, given the value this node

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::{kad, Multiaddr, PeerId};
-use overlay::authority::{generate_authority_key, Delegation, TrustAnchors};
+use overlay::authority::{generate_authority_key, AuthorityRecord, Delegation, TrustAnchors};
 use overlay::key::{Aor, RecordKind};
 use overlay::network::{
     load_or_create_keypair, DhtMode, NodeRole, Overlay, OverlayConfig, OverlayEvent, PublishError,
@@ -424,6 +424,89 @@ async fn entries_without_authority_are_refused_by_others() {
         matches!(refused, Err(PublishError::Refused(_))),
         "{refused:?}"
     );
+    shutdown(nodes).await;
+}
+
+/// Open mode, no anchors: an authority record published through one node is pinned by
+/// every node; then only a delegated node can publish for the domain, a second key is
+/// refused, and a node that joins later fetches the record before its first lookup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_authority_is_pinned_first_come() {
+    init_tracing();
+    let authority = generate_authority_key();
+    const DELEGATED: usize = 1;
+    const OTHER: usize = 2;
+    let keypairs: Vec<Keypair> = (0..3).map(|_| Keypair::generate_ed25519()).collect();
+    let delegation = Delegation::issue(
+        &authority,
+        "example.com",
+        keypairs[DELEGATED].public().to_peer_id(),
+        now() - 60,
+        now() + 86_400,
+    )
+    .unwrap();
+    let nodes = mesh(3, |index, config| {
+        config.keypair = keypairs[index].clone();
+        if index == DELEGATED {
+            config.delegations = vec![delegation.clone()];
+        }
+    })
+    .await;
+
+    let record = AuthorityRecord::sign(&authority, "example.com", now()).unwrap();
+    let report = nodes[0].overlay.publish_authority(record).await.unwrap();
+    assert!(report.remote_copies >= 1, "{report:?}");
+    for node in &nodes {
+        let overlay = node.overlay.clone();
+        wait_for("the authority key to be pinned", WAIT, || {
+            let overlay = overlay.clone();
+            async move { overlay.stats().await.unwrap().pinned_authorities == 1 }
+        })
+        .await;
+    }
+
+    let alice = Aor::parse("alice@example.com").unwrap();
+    let refused = nodes[OTHER]
+        .overlay
+        .publish(alice.clone(), vec![binding("sip:alice@127.0.0.1:5071")])
+        .await;
+    assert!(
+        matches!(refused, Err(PublishError::Refused(_))),
+        "{refused:?}"
+    );
+    nodes[DELEGATED]
+        .overlay
+        .publish(alice.clone(), vec![binding("sip:alice@127.0.0.1:5070")])
+        .await
+        .unwrap();
+
+    // First-come: another key for the domain is refused.
+    let second = AuthorityRecord::sign(&generate_authority_key(), "example.com", now()).unwrap();
+    let refused = nodes[OTHER].overlay.publish_authority(second).await;
+    assert!(
+        matches!(refused, Err(PublishError::Refused(_))),
+        "{refused:?}"
+    );
+
+    // A node that missed the put learns the key by its first lookup of the domain.
+    let mut config = loopback_config(Keypair::generate_ed25519());
+    config.bootstrap = vec![nodes[0].addr.clone()];
+    let late = start(config).await;
+    let overlay = late.overlay.clone();
+    wait_for("the late node's routing table", WAIT, || {
+        let overlay = overlay.clone();
+        async move { overlay.peers().await.unwrap().len() >= 3 }
+    })
+    .await;
+    assert_eq!(late.overlay.stats().await.unwrap().pinned_authorities, 0);
+    let found = late.overlay.lookup(alice).await.unwrap().unwrap();
+    assert_eq!(found.entries.len(), 1, "{found:?}");
+    assert_eq!(
+        found.entries[0].serving_peer,
+        nodes[DELEGATED].overlay.local_peer_id()
+    );
+    assert_eq!(late.overlay.stats().await.unwrap().pinned_authorities, 1);
+    late.overlay.shutdown().await;
     shutdown(nodes).await;
 }
 

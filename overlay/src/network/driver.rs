@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
+use super::authority_fetch::{self, AuthorityFetches, Need, Waiting, WaitingLookup};
 use super::behaviour::{
     build_swarm, kad_mode, relay_status, InitialModes, OverlayBehaviour, OverlayBehaviourEvent,
     IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL,
@@ -36,8 +37,8 @@ use super::{
     Discovery, LookupError, OverlayEvent, OverlayStats, PeerStatus, PublishError, PublishReport,
     SendError, StartError, STORE_LOG_TARGET,
 };
-use crate::authority::{AuthorityError, Delegation};
-use crate::key::{key_hash_hex, Aor, RecordKind};
+use crate::authority::{AuthorityError, AuthorityRecord, Delegation, PinOutcome};
+use crate::key::{dht_key, key_hash_hex, Aor, RecordKind};
 use crate::record::{next_seq, EntryDraft, NodeEntry, RecordBinding, RegistrationRecord};
 use crate::validate::{RecordValidator, Refusal, RefusalReason};
 
@@ -75,6 +76,10 @@ pub(crate) enum Command {
     Lookup {
         aor: Aor,
         reply: oneshot::Sender<Result<Option<RegistrationRecord>, LookupError>>,
+    },
+    PublishAuthority {
+        record: AuthorityRecord,
+        reply: oneshot::Sender<Result<PublishReport, PublishError>>,
     },
     SendSip {
         peer: PeerId,
@@ -185,6 +190,8 @@ pub(crate) struct Driver {
     handed_over: usize,
     /// Shutting down: the role and the relay reservation are left alone.
     leaving: bool,
+    /// Fetches of domains' authority records (open mode), see [`authority_fetch`].
+    authority_fetches: AuthorityFetches,
 }
 
 impl Driver {
@@ -280,6 +287,7 @@ impl Driver {
             handoff_queries: HashSet::new(),
             handed_over: 0,
             leaving: false,
+            authority_fetches: AuthorityFetches::default(),
         })
     }
 
@@ -339,6 +347,16 @@ impl Driver {
         }
         for (_, pending) in self.pending_lookups.drain() {
             let _ = pending.reply.send(Err(LookupError::Shutdown));
+        }
+        for waiting in self.authority_fetches.drain() {
+            match waiting {
+                Waiting::Lookup(lookup) => {
+                    let _ = lookup.reply.send(Err(LookupError::Shutdown));
+                }
+                Waiting::PublishAuthority { reply, .. } => {
+                    let _ = reply.send(Err(PublishError::Shutdown));
+                }
+            }
         }
         self.handoff_queries.clear();
     }
@@ -430,6 +448,7 @@ impl Driver {
                 }
             },
             Command::Lookup { aor, reply } => self.start_lookup(&aor, reply),
+            Command::PublishAuthority { record, reply } => self.publish_authority(record, reply),
             Command::SendSip {
                 peer,
                 addrs,
@@ -516,6 +535,8 @@ impl Driver {
         entry: NodeEntry,
         reply: Option<oneshot::Sender<Result<PublishReport, PublishError>>>,
     ) {
+        // Learnt for the next republication if the domain turns out to have an authority.
+        self.learn_authority(aor.domain());
         let seq = entry.seq;
         let answer = |reply: Option<oneshot::Sender<_>>, result| {
             if let Some(reply) = reply {
@@ -627,7 +648,9 @@ impl Driver {
     }
 
     fn pending_queries(&self) -> usize {
-        self.pending_publishes.len() + self.pending_lookups.len()
+        self.pending_publishes.len()
+            + self.pending_lookups.len()
+            + self.authority_fetches.waiting_lookups()
     }
 
     fn has_query_slot(&self) -> bool {
@@ -686,6 +709,33 @@ impl Driver {
             let _ = reply.send(Err(LookupError::Busy));
             return;
         }
+        let deadline = Instant::now() + self.config.lookup_timeout;
+        let waiting = WaitingLookup {
+            aor: aor.clone(),
+            reply,
+            deadline,
+        };
+        // A domain whose authority is unknown: its record first, then the registration.
+        if let Some(fetch) = self.learn_authority(aor.domain()) {
+            match self
+                .authority_fetches
+                .wait(&fetch, Waiting::Lookup(waiting))
+            {
+                Ok(()) => {}
+                Err(waiting) => self.resume(waiting),
+            }
+            return;
+        }
+        self.get_registration(waiting);
+    }
+
+    /// Starts the DHT get of a lookup's registration record, answered by `deadline`.
+    fn get_registration(&mut self, lookup: WaitingLookup) {
+        let WaitingLookup {
+            aor,
+            reply,
+            deadline,
+        } = lookup;
         let key = aor.dht_key(RecordKind::Registration);
         let query = self
             .swarm
@@ -700,7 +750,7 @@ impl Driver {
                 reply,
             },
         );
-        self.add_deadline(query, self.config.lookup_timeout);
+        self.add_deadline_at(query, deadline);
     }
 
     fn on_get_result(
@@ -709,6 +759,9 @@ impl Driver {
         result: kad::GetRecordResult,
         step: kad::ProgressStep,
     ) {
+        if self.authority_fetches.get_mut(&query).is_some() {
+            return self.on_authority_fetched(query, result, step);
+        }
         let Some(pending) = self.pending_lookups.get_mut(&query) else {
             return;
         };
@@ -747,6 +800,12 @@ impl Driver {
             .get(&record.key)
             .map(|r| r.value.clone());
         let kind = key_bytes.first().copied().and_then(RecordKind::from_byte);
+        if kind == Some(RecordKind::Registration) {
+            // Judged below by what is known now; the domain's authority is learnt for later.
+            if let Ok(incoming) = RegistrationRecord::decode(&record.value) {
+                self.learn_authority(incoming.aor.domain());
+            }
+        }
         let result = match kind {
             Some(RecordKind::Registration) => {
                 self.validator
@@ -774,6 +833,12 @@ impl Driver {
                     }
                     _ => None,
                 };
+                if kind == Some(RecordKind::DomainAuthority) {
+                    // First-come: the key stored is the key pinned.
+                    if let Ok(authority) = AuthorityRecord::decode(&merged) {
+                        self.pin(&authority);
+                    }
+                }
                 let expires = earlier(record.expires, own_expiry);
                 let stored = stored_record(record.key.clone(), merged, expires);
                 match self.swarm.behaviour_mut().kademlia.store_mut().put(stored) {
@@ -801,6 +866,229 @@ impl Driver {
         }
     }
 
+    // ----- domain authorities (open mode) --------------------------------------------
+
+    /// Makes sure `domain`'s authority record is being looked for when the domain has no
+    /// known key (see [`authority_fetch`]); the running fetch, if there is one.
+    fn learn_authority(&mut self, domain: &str) -> Option<kad::QueryId> {
+        if !self.validator.wants_authority_of(domain) {
+            return None;
+        }
+        match self.authority_fetches.need(domain, Instant::now()) {
+            Need::Running(query) => Some(query),
+            Need::Skip => None,
+            Need::Fetch => {
+                let key = dht_key(RecordKind::DomainAuthority, domain);
+                let query = self
+                    .swarm
+                    .behaviour_mut()
+                    .kademlia
+                    .get_record(kad::RecordKey::new(&key));
+                tracing::debug!(%domain, "looking for the domain's authority record");
+                self.authority_fetches.start(query, domain.to_owned(), key);
+                let bound = authority_fetch::FETCH_TIMEOUT.min(self.config.lookup_timeout / 2);
+                self.add_deadline(query, bound);
+                Some(query)
+            }
+        }
+    }
+
+    /// A value found by an authority fetch: validated and pinned; the first valid one ends
+    /// the fetch.
+    fn on_authority_fetched(
+        &mut self,
+        query: kad::QueryId,
+        result: kad::GetRecordResult,
+        step: kad::ProgressStep,
+    ) {
+        let mut done = step.last;
+        if let Ok(kad::GetRecordOk::FoundRecord(found)) = result {
+            let key = match self.authority_fetches.get_mut(&query) {
+                Some(fetch) if !fetch.pinned => Some(fetch.key.clone()),
+                _ => None,
+            };
+            if let Some(key) = key {
+                match self.validator.validate_authority_fetched(
+                    &key,
+                    &found.record.value,
+                    now_unix(),
+                ) {
+                    Ok(record) => {
+                        if self.pin(&record) {
+                            if let Some(fetch) = self.authority_fetches.get_mut(&query) {
+                                fetch.pinned = true;
+                            }
+                            if let Some(mut running) =
+                                self.swarm.behaviour_mut().kademlia.query_mut(&query)
+                            {
+                                running.finish();
+                            }
+                            done = true;
+                        }
+                    }
+                    Err(refusal) => {
+                        let from = found.peer.map(|peer| peer.to_string());
+                        tracing::info!(
+                            from = from.as_deref().unwrap_or("local store"),
+                            %refusal,
+                            "fetched authority record refused"
+                        );
+                    }
+                }
+            }
+        }
+        if done {
+            self.end_authority_fetch(query);
+        }
+    }
+
+    /// Ends an authority fetch and lets the lookups that waited for it go on.
+    fn end_authority_fetch(&mut self, query: kad::QueryId) {
+        let now = Instant::now();
+        let Some(fetch) = self.authority_fetches.finish(&query, now) else {
+            return;
+        };
+        if !fetch.pinned {
+            tracing::debug!(
+                domain = %fetch.domain,
+                "no authority record found; the domain stays open for a while"
+            );
+        }
+        for waiting in fetch.waiting {
+            self.resume(waiting);
+        }
+    }
+
+    /// Goes on with what waited for an authority fetch.
+    fn resume(&mut self, waiting: Waiting) {
+        match waiting {
+            Waiting::Lookup(lookup) if lookup.deadline <= Instant::now() => {
+                let _ = lookup.reply.send(Err(LookupError::Timeout));
+            }
+            Waiting::Lookup(lookup) => self.get_registration(lookup),
+            Waiting::PublishAuthority { record, reply } => self.put_authority(*record, reply),
+        }
+    }
+
+    /// Pins `record`'s key for its domain, first-come; whether that key is the pinned one.
+    fn pin(&mut self, record: &AuthorityRecord) -> bool {
+        match self.validator.pin_authority(record) {
+            Ok(PinOutcome::Pinned) => {
+                tracing::info!(
+                    domain = %record.domain,
+                    key = %crate::authority::public_key_to_text(&record.authority),
+                    "domain authority key pinned"
+                );
+                true
+            }
+            Ok(PinOutcome::AlreadyPinned) => true,
+            Err(refusal) => {
+                tracing::info!(domain = %record.domain, %refusal, "authority key not pinned");
+                false
+            }
+        }
+    }
+
+    /// Publishes an authority record once the domain's current authority is known here
+    /// (fetched first when it is not), so that a second key is refused at once.
+    fn publish_authority(
+        &mut self,
+        record: AuthorityRecord,
+        reply: oneshot::Sender<Result<PublishReport, PublishError>>,
+    ) {
+        let domain = record.domain.clone();
+        let waiting = Waiting::PublishAuthority {
+            record: Box::new(record),
+            reply,
+        };
+        match self.learn_authority(&domain) {
+            Some(fetch) => {
+                if let Err(waiting) = self.authority_fetches.wait(&fetch, waiting) {
+                    self.resume(waiting);
+                }
+            }
+            None => self.resume(waiting),
+        }
+    }
+
+    /// Validates `record` as a put, stores and pins it locally, and puts it to the closest
+    /// nodes with the write quorum. The report's `seq` is the record's `issued_at`.
+    fn put_authority(
+        &mut self,
+        record: AuthorityRecord,
+        reply: oneshot::Sender<Result<PublishReport, PublishError>>,
+    ) {
+        let now = now_unix();
+        let key_bytes = record.dht_key();
+        let value = match record.encode() {
+            Ok(value) => value,
+            Err(error) => {
+                let _ = reply.send(Err(PublishError::Record(error)));
+                return;
+            }
+        };
+        let key = kad::RecordKey::new(&key_bytes);
+        let existing = self
+            .swarm
+            .behaviour_mut()
+            .kademlia
+            .store_mut()
+            .get(&key)
+            .map(|r| r.value.clone());
+        let merged = match self.validator.validate_authority_put(
+            &key_bytes,
+            &value,
+            existing.as_deref(),
+            now,
+        ) {
+            Ok(merged) => merged,
+            Err(refusal) => {
+                let _ = reply.send(Err(PublishError::Refused(refusal)));
+                return;
+            }
+        };
+        self.pin(&record);
+        let known_peers = self.routing_table_size();
+        let has_query_slot = self.has_query_slot();
+        let kademlia = &mut self.swarm.behaviour_mut().kademlia;
+        let merged = stored_record(key.clone(), merged, None);
+        if known_peers == 0 || !has_query_slot {
+            let stored = kademlia.store_mut().put(merged);
+            let _ = reply.send(match stored {
+                Err(error) => Err(PublishError::Store(error.to_string())),
+                Ok(()) if known_peers == 0 => Ok(PublishReport {
+                    seq: record.issued_at,
+                    remote_copies: 0,
+                    quorum_met: false,
+                }),
+                Ok(()) => Err(PublishError::Busy),
+            });
+            return;
+        }
+        let quorum = write_quorum(self.config.write_quorum, known_peers);
+        let query = match kademlia.put_record(kad::Record::new(key, value), kad::Quorum::N(quorum))
+        {
+            Ok(query) => query,
+            Err(error) => {
+                let _ = reply.send(Err(PublishError::Store(error.to_string())));
+                return;
+            }
+        };
+        if let Err(error) = kademlia.store_mut().put(merged) {
+            tracing::warn!(domain = %record.domain, %error, "cannot store authority record locally");
+        }
+        tracing::debug!(domain = %record.domain, known_peers, quorum = quorum.get(), "putting authority record");
+        self.add_deadline(query, self.config.publish_timeout);
+        self.pending_publishes.insert(
+            query,
+            PendingPublish {
+                seq: record.issued_at,
+                quorum,
+                reply: Some(reply),
+            },
+        );
+    }
+
     /// Removes records whose bindings have all expired from the local store.
     fn purge_expired(&mut self) {
         let now = std::time::Instant::now();
@@ -819,9 +1107,12 @@ impl Driver {
     }
 
     fn add_deadline(&mut self, query: kad::QueryId, after: Duration) {
+        self.add_deadline_at(query, Instant::now() + after);
+    }
+
+    fn add_deadline_at(&mut self, query: kad::QueryId, at: Instant) {
         self.deadline_counter = self.deadline_counter.wrapping_add(1);
-        self.deadlines
-            .insert((Instant::now() + after, self.deadline_counter), query);
+        self.deadlines.insert((at, self.deadline_counter), query);
     }
 
     /// Answers publishes and lookups whose time is up with what is known so far.
@@ -832,6 +1123,12 @@ impl Driver {
                 break;
             }
             let query = entry.remove();
+            if self.authority_fetches.get_mut(&query).is_some() {
+                if let Some(mut running) = self.swarm.behaviour_mut().kademlia.query_mut(&query) {
+                    running.finish();
+                }
+                self.end_authority_fetch(query);
+            }
             if let Some(pending) = self.pending_lookups.remove(&query) {
                 let answer = match pending.merged {
                     Some(record) => Ok(Some(record)),
@@ -1445,6 +1742,7 @@ impl Driver {
                 .records()
                 .count(),
             own_publications: self.own_entries.len(),
+            pinned_authorities: self.validator.pinned().len(),
             sip_messages_dropped: self.sip_dropped.load(Ordering::Relaxed),
             connected_peers: self.swarm.connected_peers().count(),
         }

@@ -11,6 +11,10 @@
 //! is first run through the [`RecordValidator`](crate::validate::RecordValidator) and the
 //! merged value it returns is what is stored, with the expiry of its latest entry. Refused
 //! records are counted ([`Overlay::stats`]) and reported as [`OverlayEvent::RecordRefused`].
+//! Domain authority records ([`Overlay::publish_authority`]) are stored first-come and
+//! their key pinned by every node that stores one; in open mode a node also fetches a
+//! domain's authority record when it meets a domain with no known key (see
+//! `authority_fetch.rs` and `WIRE.md`, "Learning a pinned key").
 //! A node puts only its own signed entry of a record; it puts it again every
 //! [`OverlayConfig::republish_interval`] until the entry expires, so the record survives the
 //! loss of the nodes that stored it.
@@ -33,6 +37,7 @@
 //! records survive a graceful departure even if replication has not run since they
 //! arrived. A node switching to DHT client mode does the same without waiting.
 
+mod authority_fetch;
 mod behaviour;
 mod config;
 mod driver;
@@ -47,6 +52,7 @@ use libp2p::identity::PublicKey;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::authority::AuthorityRecord;
 use crate::key::Aor;
 use crate::record::{RecordBinding, RecordError, RegistrationRecord};
 use crate::validate::{Refusal, ValidationCounters};
@@ -262,6 +268,8 @@ pub struct OverlayStats {
     pub stored_records: usize,
     /// AoRs this node publishes (and republishes).
     pub own_publications: usize,
+    /// Domains whose authority key this node has pinned first-come (open mode).
+    pub pinned_authorities: usize,
     /// Inbound SIP messages dropped because the event queue was full.
     pub sip_messages_dropped: u64,
     pub connected_peers: usize,
@@ -382,6 +390,10 @@ impl Overlay {
     /// values found so far are the answer, or [`LookupError::Timeout`] when there are none.
     /// A record may hold only withdrawals or expired bindings; route with
     /// [`RegistrationRecord::live_bindings`].
+    ///
+    /// In open mode, for a domain with neither a trust anchor nor a pinned authority key,
+    /// the domain's authority record is fetched (and its key pinned) first, within the same
+    /// bound, so that the values found are checked against it.
     pub async fn lookup(&self, aor: Aor) -> Result<Option<RegistrationRecord>, LookupError> {
         let answer = self.ask_within(self.lookup_timeout + ANSWER_GRACE, |reply| {
             driver::Command::Lookup { aor, reply }
@@ -390,6 +402,26 @@ impl Overlay {
             Ok(result) => result,
             Err(Unanswered::Closed) => Err(LookupError::Shutdown),
             Err(Unanswered::TimedOut) => Err(LookupError::Timeout),
+        }
+    }
+
+    /// Publishes a domain's self-signed authority record (open mode): validates it as a
+    /// put (first-come: refused when another key is stored or pinned here for the domain),
+    /// stores and pins it locally, and puts it under its DHT key (`DomainAuthority` +
+    /// sha1(domain)) to the closest nodes with the write quorum. Every storing node
+    /// validates it the same way and pins the key it stores. In the report, `seq` is the
+    /// record's `issued_at`; the record is not republished by this node.
+    pub async fn publish_authority(
+        &self,
+        record: AuthorityRecord,
+    ) -> Result<PublishReport, PublishError> {
+        let answer = self.ask_within(self.publish_timeout + ANSWER_GRACE, |reply| {
+            driver::Command::PublishAuthority { record, reply }
+        });
+        match answer.await {
+            Ok(result) => result,
+            Err(Unanswered::Closed) => Err(PublishError::Shutdown),
+            Err(Unanswered::TimedOut) => Err(PublishError::Timeout),
         }
     }
 

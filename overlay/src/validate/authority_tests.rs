@@ -168,3 +168,18 @@ fn a_full_pin_table_refuses_new_domains() {
     );
     assert_eq!(validator.pinned().len(), 1);
 }
+
+#[test]
+fn only_open_domains_without_a_known_key_want_their_authority_fetched() {
+    let authority = Keypair::generate_ed25519();
+    let mut anchors = TrustAnchors::new();
+    anchors.add("anchored.example", authority.public()).unwrap();
+    let mut open = RecordValidator::new(AuthorityMode::Open, anchors.clone());
+    assert!(open.wants_authority_of("example.com"));
+    assert!(!open.wants_authority_of("anchored.example"));
+    let record = AuthorityRecord::sign(&authority, "example.com", NOW).unwrap();
+    open.pin_authority(&record).unwrap();
+    assert!(!open.wants_authority_of("example.com"));
+    let closed = RecordValidator::new(AuthorityMode::Closed, anchors);
+    assert!(!closed.wants_authority_of("example.com"));
+}
