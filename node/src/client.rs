@@ -12,11 +12,12 @@ use crate::cli::{ClientArgs, LookupArgs};
 use crate::config::{self, Environment};
 use crate::node_info;
 use libp2p::identity::Keypair;
-use libp2p::Multiaddr;
+use libp2p::{Multiaddr, PeerId};
 use overlay::authority::{public_key_to_text, AuthorityError, AuthorityRecord, TrustAnchors};
 use overlay::key::Aor;
 use overlay::network::{
-    DhtMode, LookupError, Overlay, OverlayConfig, PeerStatus, PublishError, PublishReport,
+    DhtMode, LookupAnswer, LookupError, Overlay, OverlayConfig, PeerStatus, PublishError,
+    PublishReport,
 };
 use overlay::record::{NodeEntry, RegistrationRecord};
 use overlay::validate::{AuthorityMode, RecordValidator};
@@ -214,17 +215,21 @@ pub fn lookup(args: &LookupArgs) -> ExitCode {
         if repeat > 1 {
             return lookup_repeatedly(&overlay, &aor, repeat, deadline).await;
         }
-        match overlay.lookup(aor.clone()).await {
-            Ok(Some(record)) => {
+        match overlay.lookup_with_sources(aor.clone()).await {
+            Ok(LookupAnswer {
+                record: Some(record),
+                answered_by,
+            }) => {
                 let now = unix_now();
                 print!("{}", describe_record(&record, now));
+                println!("answered by: {}", describe_sources(&answered_by));
                 if record.live_bindings(now).is_empty() {
                     EXIT_NOT_FOUND
                 } else {
                     EXIT_FOUND
                 }
             }
-            Ok(None) => {
+            Ok(LookupAnswer { record: None, .. }) => {
                 println!("{aor}: not found");
                 EXIT_NOT_FOUND
             }
@@ -472,6 +477,18 @@ async fn wait_for_connection(overlay: &Overlay, deadline: Instant) -> bool {
 
 /// A record for people: every serving node with its addresses, sequence number and
 /// bindings.
+/// The nodes a lookup's valid values came from.
+fn describe_sources(sources: &[Option<PeerId>]) -> String {
+    if sources.is_empty() {
+        return "-".to_string();
+    }
+    sources
+        .iter()
+        .map(|source| source.map_or("this client".to_string(), |peer| peer.to_string()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn describe_record(record: &RegistrationRecord, now: u64) -> String {
     let live = record.live_bindings(now).len();
     let mut out = String::new();

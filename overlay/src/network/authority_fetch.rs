@@ -25,10 +25,9 @@ use libp2p::kad;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{LookupError, PublishError, PublishReport};
+use super::{LookupAnswer, LookupError, PublishError, PublishReport};
 use crate::authority::AuthorityRecord;
 use crate::key::Aor;
-use crate::record::RegistrationRecord;
 
 /// Authority fetches running at the same time.
 pub(crate) const MAX_FETCHES: usize = 4;
@@ -44,7 +43,7 @@ pub(crate) const MAX_WAITING_LOOKUPS: usize = 64;
 /// A lookup waiting for its domain's authority to be fetched.
 pub(crate) struct WaitingLookup {
     pub(crate) aor: Aor,
-    pub(crate) reply: oneshot::Sender<Result<Option<RegistrationRecord>, LookupError>>,
+    pub(crate) reply: oneshot::Sender<Result<LookupAnswer, LookupError>>,
     /// When the lookup must be answered.
     pub(crate) deadline: Instant,
 }

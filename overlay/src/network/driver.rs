@@ -34,8 +34,8 @@ use super::records::{
 use super::roles::{dht_server, is_relayed, NodeRole, RoleMachine, RoleSetting};
 use super::sip_stream::{self, OutboundSip, WriterSettings};
 use super::{
-    Discovery, LookupError, OverlayEvent, OverlayStats, PeerStatus, PublishError, PublishReport,
-    SendError, StartError, STORE_LOG_TARGET,
+    Discovery, LookupAnswer, LookupError, OverlayEvent, OverlayStats, PeerStatus, PublishError,
+    PublishReport, SendError, StartError, STORE_LOG_TARGET,
 };
 use crate::authority::{AuthorityError, AuthorityRecord, Delegation, PinOutcome};
 use crate::key::{dht_key, key_hash_hex, Aor, RecordKind};
@@ -44,6 +44,9 @@ use crate::validate::{RecordValidator, Refusal, RefusalReason};
 
 /// How often expired records are purged from the local store.
 const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Sources of a lookup's values kept for the answer.
+const MAX_LOOKUP_SOURCES: usize = 32;
 /// How often own entries are checked for being due for republication; each entry is put
 /// again every `republish_interval`, spread as the original publishes were.
 const REPUBLISH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -75,7 +78,7 @@ pub(crate) enum Command {
     },
     Lookup {
         aor: Aor,
-        reply: oneshot::Sender<Result<Option<RegistrationRecord>, LookupError>>,
+        reply: oneshot::Sender<Result<LookupAnswer, LookupError>>,
     },
     PublishAuthority {
         record: AuthorityRecord,
@@ -115,7 +118,10 @@ struct PendingPublish {
 struct PendingLookup {
     key: Vec<u8>,
     merged: Option<RegistrationRecord>,
-    reply: oneshot::Sender<Result<Option<RegistrationRecord>, LookupError>>,
+    /// Where the valid values came from (`None`: this node's store); at most
+    /// [`MAX_LOOKUP_SOURCES`].
+    answered_by: Vec<Option<PeerId>>,
+    reply: oneshot::Sender<Result<LookupAnswer, LookupError>>,
 }
 
 /// The latest entry this node signed for an AoR, put again until it expires.
@@ -703,7 +709,7 @@ impl Driver {
     fn start_lookup(
         &mut self,
         aor: &Aor,
-        reply: oneshot::Sender<Result<Option<RegistrationRecord>, LookupError>>,
+        reply: oneshot::Sender<Result<LookupAnswer, LookupError>>,
     ) {
         if !self.has_query_slot() {
             let _ = reply.send(Err(LookupError::Busy));
@@ -747,6 +753,7 @@ impl Driver {
             PendingLookup {
                 key,
                 merged: None,
+                answered_by: Vec::new(),
                 reply,
             },
         );
@@ -772,6 +779,11 @@ impl Driver {
                 .validate_fetched(&pending.key, &found.record.value, now)
             {
                 Ok(record) => {
+                    if pending.answered_by.len() < MAX_LOOKUP_SOURCES
+                        && !pending.answered_by.contains(&found.peer)
+                    {
+                        pending.answered_by.push(found.peer);
+                    }
                     pending.merged = Some(match pending.merged.take() {
                         Some(merged) => RegistrationRecord::merge(&merged, &record, now),
                         None => record,
@@ -785,7 +797,10 @@ impl Driver {
         }
         if step.last {
             if let Some(pending) = self.pending_lookups.remove(&query) {
-                let _ = pending.reply.send(Ok(pending.merged));
+                let _ = pending.reply.send(Ok(LookupAnswer {
+                    record: pending.merged,
+                    answered_by: pending.answered_by,
+                }));
             }
         }
     }
@@ -1131,7 +1146,10 @@ impl Driver {
             }
             if let Some(pending) = self.pending_lookups.remove(&query) {
                 let answer = match pending.merged {
-                    Some(record) => Ok(Some(record)),
+                    Some(record) => Ok(LookupAnswer {
+                        record: Some(record),
+                        answered_by: pending.answered_by,
+                    }),
                     None => Err(LookupError::Timeout),
                 };
                 let _ = pending.reply.send(answer);

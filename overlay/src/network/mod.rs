@@ -141,6 +141,15 @@ pub enum Discovery {
     Dht,
 }
 
+/// The answer to a lookup: the merged valid record, and where its values came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupAnswer {
+    pub record: Option<RegistrationRecord>,
+    /// The nodes whose stored value was valid, in arrival order; `None` is this node's own
+    /// store. At most 32.
+    pub answered_by: Vec<Option<PeerId>>,
+}
+
 /// A peer of the DHT routing table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerStatus {
@@ -395,6 +404,13 @@ impl Overlay {
     /// the domain's authority record is fetched (and its key pinned) first, within the same
     /// bound, so that the values found are checked against it.
     pub async fn lookup(&self, aor: Aor) -> Result<Option<RegistrationRecord>, LookupError> {
+        self.lookup_with_sources(aor)
+            .await
+            .map(|answer| answer.record)
+    }
+
+    /// [`Overlay::lookup`], also telling which nodes the valid values came from.
+    pub async fn lookup_with_sources(&self, aor: Aor) -> Result<LookupAnswer, LookupError> {
         let answer = self.ask_within(self.lookup_timeout + ANSWER_GRACE, |reply| {
             driver::Command::Lookup { aor, reply }
         });
