@@ -222,7 +222,7 @@ pub fn lookup(args: &LookupArgs) -> ExitCode {
             }) => {
                 let now = unix_now();
                 print!("{}", describe_record(&record, now));
-                println!("answered by: {}", describe_sources(&answered_by));
+                eprintln!("answered by: {}", describe_sources(&answered_by));
                 if record.live_bindings(now).is_empty() {
                     EXIT_NOT_FOUND
                 } else {
