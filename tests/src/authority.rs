@@ -3,7 +3,7 @@
 
 use crate::mesh::{run_p2psip, CommandOutcome, MeshNode};
 use crate::raw_udp::{Request, UdpClient};
-use crate::DOMAIN;
+use crate::{test_dir, DOMAIN};
 use anyhow::{bail, ensure, Context, Result};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 pub const REFUSAL_LIMIT: Duration = Duration::from_secs(20);
 /// Bound on a SIP transaction with a node.
 pub const REPLY_LIMIT: Duration = Duration::from_secs(10);
+/// Bound on waiting for a registration to be found through the DHT, and the lookups tried.
+pub const PUBLISH_LIMIT: Duration = Duration::from_secs(20);
+pub const PUBLISH_ATTEMPTS: usize = 30;
 
 /// Runs `p2psip domain <args>` within `limit`, which must succeed; its stdout.
 pub fn domain(args: &[&str], limit: Duration) -> Result<String> {
@@ -36,6 +39,30 @@ pub fn init_domain(authority_dir: &Path, limit: Duration) -> Result<(String, Str
         .with_context(|| format!("no trust anchor line in:\n{out}"))?
         .to_string();
     Ok((anchor, out))
+}
+
+/// `p2psip lookup <aor> --bootstrap <via>`, with `--trust-anchor <anchor>` when given, in a
+/// fresh data directory, within `limit`.
+pub fn lookup_fresh(
+    aor: &str,
+    via: &MeshNode,
+    anchor: Option<&str>,
+    limit: Duration,
+) -> Result<CommandOutcome> {
+    let data = test_dir("p2psip-lookup-")?;
+    let mut args = vec![
+        "lookup".to_string(),
+        aor.to_string(),
+        "--bootstrap".to_string(),
+        via.p2p_addr(),
+        "--data-dir".to_string(),
+        data.path().display().to_string(),
+    ];
+    if let Some(anchor) = anchor {
+        args.push("--trust-anchor".to_string());
+        args.push(anchor.to_string());
+    }
+    run_p2psip(&args, limit)
 }
 
 /// A REGISTER of `aor` at `node` with `contact` for `expires` seconds, which must get 200.

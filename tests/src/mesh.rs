@@ -11,7 +11,7 @@
 
 use crate::node::stop_child;
 use crate::raw_udp::{Request, UdpClient};
-use crate::{file_tail, free_port, p2psip_bin, test_dir, TestDir, Transport, DOMAIN};
+use crate::{file_tail, free_port, p2psip_bin, test_dir, TestDir, DOMAIN};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use std::fmt;
 use std::fs::File;
@@ -344,11 +344,6 @@ impl MeshNode {
 
     /// The SIP listener (UDP and TCP share the port).
     pub fn sip_addr(&self) -> SocketAddr {
-        self.sip
-    }
-
-    /// The SIP listener for `transport`.
-    pub fn addr(&self, _transport: Transport) -> SocketAddr {
         self.sip
     }
 

@@ -25,7 +25,8 @@ use overlay::key::Aor;
 use overlay::network::{DhtMode, Overlay, OverlayConfig, PublishReport};
 use overlay::record::RecordBinding;
 use p2psip_tests::authority::{
-    self, expect_only_entry, register, wait_for_log, wait_for_unauthorised,
+    self, expect_only_entry, register, wait_for_log, wait_for_unauthorised, PUBLISH_ATTEMPTS,
+    PUBLISH_LIMIT,
 };
 use p2psip_tests::{
     lookup, missing_flags, test_dir, wait_until_found, Mesh, MeshNode, MeshNodeConfig, DOMAIN,
@@ -34,9 +35,6 @@ use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Bound on waiting for a registration to be found through the DHT.
-const PUBLISH_LIMIT: Duration = Duration::from_secs(20);
-const PUBLISH_ATTEMPTS: usize = 30;
 /// Bound on each step of the forger (start, connecting, publishing, withdrawing).
 const FORGER_STEP: Duration = Duration::from_secs(30);
 /// Bound on a `p2psip domain` run.

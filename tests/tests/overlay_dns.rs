@@ -15,20 +15,17 @@ use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
 use hickory_server::Server;
 use p2psip_tests::authority::{
-    self, expect_only_entry, register, wait_for_log, wait_for_unauthorised,
+    self, expect_only_entry, lookup_fresh, register, wait_for_log, wait_for_unauthorised,
+    PUBLISH_ATTEMPTS, PUBLISH_LIMIT,
 };
 use p2psip_tests::{
-    missing_flags, run_p2psip, test_dir, wait_until_found, CommandOutcome, Mesh, MeshNode,
-    MeshNodeConfig, DOMAIN,
+    missing_flags, test_dir, wait_until_found, Mesh, MeshNode, MeshNodeConfig, DOMAIN,
 };
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Bound on waiting for a registration to be found through the DHT.
-const PUBLISH_LIMIT: Duration = Duration::from_secs(20);
-const PUBLISH_ATTEMPTS: usize = 30;
 /// Bound on a `p2psip domain` or `p2psip lookup` run.
 const COMMAND_LIMIT: Duration = Duration::from_secs(30);
 /// Bound on starting and stopping the name server.
@@ -142,22 +139,6 @@ fn init_domain(authority_dir: &Path) -> Result<(String, String)> {
     Ok((anchor, txt.to_string()))
 }
 
-/// `p2psip lookup alice --bootstrap <via> --trust-anchor <anchor>` in a fresh data dir.
-fn lookup_trusting(via: &MeshNode, anchor: &str) -> Result<CommandOutcome> {
-    let data = test_dir("p2psip-lookup-")?;
-    let args = [
-        "lookup".to_string(),
-        ALICE.to_string(),
-        "--bootstrap".to_string(),
-        via.p2p_addr(),
-        "--trust-anchor".to_string(),
-        anchor.to_string(),
-        "--data-dir".to_string(),
-        data.path().display().to_string(),
-    ];
-    run_p2psip(&args, COMMAND_LIMIT)
-}
-
 /// alice's record, looked up through `via` trusting example.com's authority, holds node 1's
 /// entry alone with the original contact.
 fn expect_only_node1(
@@ -166,7 +147,7 @@ fn expect_only_node1(
     anchor: &str,
     rogues: &[&str],
 ) -> Result<()> {
-    let outcome = lookup_trusting(via, anchor)?;
+    let outcome = lookup_fresh(ALICE, via, Some(anchor), COMMAND_LIMIT)?;
     expect_only_entry(&outcome, ALICE, node1, ORIGINAL_CONTACT, rogues).with_context(|| {
         format!(
             "lookup of {ALICE} through {} trusting {anchor}:\n{outcome}",

@@ -12,7 +12,8 @@
 
 use anyhow::{ensure, Context, Result};
 use p2psip_tests::authority::{
-    self, expect_only_entry, register, wait_for_log, wait_for_unauthorised,
+    self, expect_only_entry, lookup_fresh, register, wait_for_log, wait_for_unauthorised,
+    PUBLISH_ATTEMPTS, PUBLISH_LIMIT,
 };
 use p2psip_tests::{
     missing_flags, run_p2psip, test_dir, wait_until_found, CommandOutcome, Mesh, MeshNode,
@@ -21,9 +22,6 @@ use p2psip_tests::{
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Bound on waiting for a registration to be found through the DHT.
-const PUBLISH_LIMIT: Duration = Duration::from_secs(20);
-const PUBLISH_ATTEMPTS: usize = 30;
 /// Bound on a `p2psip domain init|delegate` run.
 const DOMAIN_LIMIT: Duration = Duration::from_secs(20);
 /// Bound on a `p2psip domain publish` or `p2psip lookup` run (each has `--timeout 15`).
@@ -77,25 +75,6 @@ fn publish(authority_dir: &Path, via: &MeshNode) -> Result<CommandOutcome> {
     run_p2psip(&args, CLIENT_LIMIT)
 }
 
-/// `p2psip lookup alice@example.com --bootstrap <via>`, with `--trust-anchor <anchor>`
-/// when given, in a fresh data directory.
-fn lookup(via: &MeshNode, anchor: Option<&str>) -> Result<CommandOutcome> {
-    let data = test_dir("p2psip-lookup-")?;
-    let mut args = vec![
-        "lookup".to_string(),
-        ALICE.to_string(),
-        "--bootstrap".to_string(),
-        via.p2p_addr(),
-        "--data-dir".to_string(),
-        data.path().display().to_string(),
-    ];
-    if let Some(anchor) = anchor {
-        args.push("--trust-anchor".to_string());
-        args.push(anchor.to_string());
-    }
-    run_p2psip(&args, CLIENT_LIMIT)
-}
-
 /// Through `via`, with and without the authority key, alice's record holds node 1's entry
 /// alone.
 fn expect_only_node1(
@@ -105,7 +84,7 @@ fn expect_only_node1(
     rogues: &[&str],
 ) -> Result<()> {
     for given in [Some(anchor), None] {
-        let outcome = lookup(via, given)?;
+        let outcome = lookup_fresh(ALICE, via, given, CLIENT_LIMIT)?;
         expect_only_entry(&outcome, ALICE, node1, ORIGINAL_CONTACT, rogues).with_context(|| {
             format!(
                 "lookup of {ALICE} through {} ({}), trust anchor {}:\n{outcome}",

@@ -14,6 +14,11 @@ fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
     path
 }
 
+/// The error message of resolving `args` in an empty environment.
+fn resolve_error(args: &NodeArgs) -> String {
+    resolve(args, &Environment::default()).unwrap_err().0
+}
+
 fn resolve_file(text: &str) -> (tempfile::TempDir, Result<NodeConfig, ConfigError>) {
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(&dir, text);
@@ -246,7 +251,7 @@ fn missing_file_is_an_error_naming_it() {
         config: Some("/nonexistent/p2psip.toml".into()),
         ..no_flags()
     };
-    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    let err = resolve_error(&args);
     assert!(
         err.starts_with("config /nonexistent/p2psip.toml: "),
         "{err}"
@@ -301,7 +306,7 @@ fn bad_domain_is_rejected() {
         domain: vec!["a b".into()],
         ..no_flags()
     };
-    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    let err = resolve_error(&args);
     assert_eq!(err, "--domain \"a b\": not a domain name");
 }
 
@@ -451,7 +456,7 @@ fn overlay_flags_contradicting_no_overlay_are_errors() {
         bootstrap: vec![format!("/ip4/192.0.2.1/tcp/4001/p2p/{PEER}")],
         ..no_flags()
     };
-    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    let err = resolve_error(&args);
     assert_eq!(
         err,
         "--bootstrap is set but the overlay is off (--no-overlay)"
@@ -463,7 +468,7 @@ fn overlay_flags_contradicting_no_overlay_are_errors() {
         p2p_listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
         ..no_flags()
     };
-    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    let err = resolve_error(&args);
     assert_eq!(
         err,
         format!(
@@ -479,7 +484,7 @@ fn bad_bootstrap_names_flag_or_key() {
         bootstrap: vec!["/ip4/192.0.2.1/tcp/4001".into()],
         ..no_flags()
     };
-    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    let err = resolve_error(&args);
     assert_eq!(
         err,
         "--bootstrap \"/ip4/192.0.2.1/tcp/4001\": must end in /p2p/<peer id>"
@@ -488,7 +493,7 @@ fn bad_bootstrap_names_flag_or_key() {
         bootstrap: vec!["not-a-multiaddr".into()],
         ..no_flags()
     };
-    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    let err = resolve_error(&args);
     assert!(
         err.starts_with("--bootstrap \"not-a-multiaddr\": not a multiaddr"),
         "{err}"
@@ -510,7 +515,7 @@ fn bad_p2p_listen_names_flag_or_key() {
         p2p_listen: vec!["/ip4/127.0.0.1/udp/4001".into()],
         ..no_flags()
     };
-    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    let err = resolve_error(&args);
     assert_eq!(
         err,
         "--p2p-listen \"/ip4/127.0.0.1/udp/4001\": expected /ip4/<address>/tcp/<port> or /ip6/<address>/tcp/<port>"
@@ -594,7 +599,7 @@ fn bad_authority_settings_name_flag_or_key() {
         trust_anchor: vec!["example.com".into()],
         ..no_flags()
     };
-    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    let err = resolve_error(&args);
     assert_eq!(
         err,
         "--trust-anchor \"example.com\": expected domain=<public key>"
@@ -603,7 +608,7 @@ fn bad_authority_settings_name_flag_or_key() {
         trust_anchor: vec!["example.com=notakey".into()],
         ..no_flags()
     };
-    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    let err = resolve_error(&args);
     assert!(
         err.starts_with("--trust-anchor \"example.com=notakey\": public key"),
         "{err}"
@@ -612,7 +617,7 @@ fn bad_authority_settings_name_flag_or_key() {
         authority_mode: Some("strict".into()),
         ..no_flags()
     };
-    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    let err = resolve_error(&args);
     assert_eq!(err, "--authority-mode \"strict\": expected open or closed");
 
     let (dir, result) = resolve_file(&format!("trust_anchors = [\"bad host={AUTHORITY_KEY}\"]\n"));
@@ -670,7 +675,7 @@ fn authority_flags_contradicting_no_overlay_are_errors() {
             no_overlay: true,
             ..args
         };
-        let err = resolve(&args, &Environment::default()).unwrap_err().0;
+        let err = resolve_error(&args);
         assert_eq!(
             err,
             format!("{flag} is set but the overlay is off (--no-overlay)")
@@ -717,13 +722,13 @@ fn bad_role_settings_name_flag_or_key() {
         role: Some("relay".into()),
         ..no_flags()
     };
-    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    let err = resolve_error(&args);
     assert_eq!(err, "--role \"relay\": expected auto, peer or supernode");
     let args = NodeArgs {
         promote_after: Some(604_801),
         ..no_flags()
     };
-    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    let err = resolve_error(&args);
     assert_eq!(
         err,
         "--promote-after 604801: must be at most 604800 (a week)"
@@ -758,7 +763,7 @@ fn bad_role_settings_name_flag_or_key() {
             no_overlay: true,
             ..args
         };
-        let err = resolve(&args, &Environment::default()).unwrap_err().0;
+        let err = resolve_error(&args);
         assert_eq!(
             err,
             format!("{flag} is set but the overlay is off (--no-overlay)")
@@ -797,7 +802,7 @@ fn dns_servers_from_file_and_flags_win() {
         dns_server: vec!["ns.example:53".into()],
         ..no_flags()
     };
-    let err = resolve(&args, &Environment::default()).unwrap_err().0;
+    let err = resolve_error(&args);
     assert!(
         err.starts_with("--dns-server \"ns.example:53\": expected IP:PORT"),
         "{err}"

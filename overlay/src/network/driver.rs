@@ -580,20 +580,9 @@ impl Driver {
             .insert(aor.clone(), OwnEntry { entry, next_put });
         let kademlia = &mut self.swarm.behaviour_mut().kademlia;
         if known_peers == 0 || !has_query_slot {
+            // Republished as soon as a peer is known.
             let stored = kademlia.store_mut().put(merged);
-            return answer(
-                reply,
-                match stored {
-                    Err(error) => Err(PublishError::Store(error.to_string())),
-                    // Republished as soon as a peer is known.
-                    Ok(()) if known_peers == 0 => Ok(PublishReport {
-                        seq,
-                        remote_copies: 0,
-                        quorum_met: false,
-                    }),
-                    Ok(()) => Err(PublishError::Busy),
-                },
-            );
+            return answer(reply, stored_locally_only(stored, known_peers, seq));
         }
         let quorum = write_quorum(self.config.write_quorum, known_peers);
         let mut outgoing = kad::Record::new(key, value);
@@ -1069,15 +1058,7 @@ impl Driver {
         let merged = stored_record(key.clone(), merged, None);
         if known_peers == 0 || !has_query_slot {
             let stored = kademlia.store_mut().put(merged);
-            let _ = reply.send(match stored {
-                Err(error) => Err(PublishError::Store(error.to_string())),
-                Ok(()) if known_peers == 0 => Ok(PublishReport {
-                    seq: record.issued_at,
-                    remote_copies: 0,
-                    quorum_met: false,
-                }),
-                Ok(()) => Err(PublishError::Busy),
-            });
+            let _ = reply.send(stored_locally_only(stored, known_peers, record.issued_at));
             return;
         }
         let quorum = write_quorum(self.config.write_quorum, known_peers);
@@ -1812,6 +1793,24 @@ impl std::fmt::Display for EntryPublishers<'_> {
             write!(f, "{}", entry.serving_peer)?;
         }
         Ok(())
+    }
+}
+
+/// The outcome of a publish that was only stored locally: no other node is known, or no
+/// query slot is free.
+fn stored_locally_only(
+    stored: kad::store::Result<()>,
+    known_peers: usize,
+    seq: u64,
+) -> Result<PublishReport, PublishError> {
+    match stored {
+        Err(error) => Err(PublishError::Store(error.to_string())),
+        Ok(()) if known_peers == 0 => Ok(PublishReport {
+            seq,
+            remote_copies: 0,
+            quorum_met: false,
+        }),
+        Ok(()) => Err(PublishError::Busy),
     }
 }
 

@@ -293,6 +293,17 @@ enum Unanswered {
     TimedOut,
 }
 
+/// A publish command's answer, or the error for a command that got none.
+fn publish_outcome(
+    answer: Result<Result<PublishReport, PublishError>, Unanswered>,
+) -> Result<PublishReport, PublishError> {
+    match answer {
+        Ok(result) => result,
+        Err(Unanswered::Closed) => Err(PublishError::Shutdown),
+        Err(Unanswered::TimedOut) => Err(PublishError::Timeout),
+    }
+}
+
 /// Handle to a running overlay node. Cloning is cheap; the node runs until
 /// [`Overlay::shutdown`] or until every handle is dropped.
 #[derive(Clone)]
@@ -373,11 +384,7 @@ impl Overlay {
                 reply,
             }
         });
-        match answer.await {
-            Ok(result) => result,
-            Err(Unanswered::Closed) => Err(PublishError::Shutdown),
-            Err(Unanswered::TimedOut) => Err(PublishError::Timeout),
-        }
+        publish_outcome(answer.await)
     }
 
     /// Replaces this node's entry for `aor` by a signed withdrawal (an entry without
@@ -386,11 +393,7 @@ impl Overlay {
         let answer = self.ask_within(self.publish_timeout + ANSWER_GRACE, |reply| {
             driver::Command::Withdraw { aor, reply }
         });
-        match answer.await {
-            Ok(result) => result,
-            Err(Unanswered::Closed) => Err(PublishError::Shutdown),
-            Err(Unanswered::TimedOut) => Err(PublishError::Timeout),
-        }
+        publish_outcome(answer.await)
     }
 
     /// Fetches the registration record of `aor` from the DHT (the local store included),
@@ -434,11 +437,7 @@ impl Overlay {
         let answer = self.ask_within(self.publish_timeout + ANSWER_GRACE, |reply| {
             driver::Command::PublishAuthority { record, reply }
         });
-        match answer.await {
-            Ok(result) => result,
-            Err(Unanswered::Closed) => Err(PublishError::Shutdown),
-            Err(Unanswered::TimedOut) => Err(PublishError::Timeout),
-        }
+        publish_outcome(answer.await)
     }
 
     /// Sends one SIP message to `peer` on the long-lived SIP stream to it, dialling `addrs`

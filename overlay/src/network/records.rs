@@ -38,11 +38,9 @@ pub(crate) fn instant_at(expires_at: u64, now_unix: u64) -> Instant {
 /// the value does not decode or holds no entry.
 pub(crate) fn registration_expiry(value: &[u8]) -> Option<u64> {
     RegistrationRecord::decode(value)
-        .ok()?
-        .entries
-        .iter()
-        .map(|entry| entry.effective_expiry())
-        .max()
+        .ok()
+        .filter(|record| !record.entries.is_empty())
+        .map(|record| record.expires_at())
 }
 
 /// The earlier of two optional expiries; `None` only when both are.

@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 
 use super::digest::Algorithm;
+use crate::message::parse::lex::is_token_byte;
 
 /// Why a digest header value was rejected. The reason is short and names the fault
 /// (`missing nonce`, `bad nc`, ...), fit for a log line.
@@ -41,10 +42,6 @@ fn skip_lws(text: &str) -> &str {
             _ => return trimmed,
         }
     }
-}
-
-fn is_token_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&byte)
 }
 
 /// Splits off a leading RFC 3261 token.

@@ -1,5 +1,7 @@
 //! Lower-case hex encoding into caller buffers, so hashing stays allocation-free.
 
+use crate::message::parse::lex::hex_value;
+
 const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// Writes `bytes` as lower-case hex into `out`, which must be twice as long; returns the
@@ -13,15 +15,6 @@ pub(crate) fn encode_into<'o>(bytes: &[u8], out: &'o mut [u8]) -> &'o [u8] {
     &out[..len.min(out.len())]
 }
 
-fn digit_value(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Decodes hex of either case into `out`. Fails unless `text` is exactly `2 * out.len()`
 /// hex digits.
 pub(crate) fn decode_exact(text: &[u8], out: &mut [u8]) -> Option<()> {
@@ -29,7 +22,7 @@ pub(crate) fn decode_exact(text: &[u8], out: &mut [u8]) -> Option<()> {
         return None;
     }
     for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
-        *byte = (digit_value(pair[0])? << 4) | digit_value(pair[1])?;
+        *byte = (hex_value(pair[0])? << 4) | hex_value(pair[1])?;
     }
     Some(())
 }

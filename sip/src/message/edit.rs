@@ -14,6 +14,8 @@ pub use build::{
 };
 
 use super::header::split_list;
+use super::parse::lex::trim_lws;
+use super::parse::parse_content_length;
 use super::{Header, HeaderName, Message, StartLine};
 use smallvec::SmallVec;
 use std::ops::Range;
@@ -319,7 +321,7 @@ fn offset_in(whole: &str, part: &str) -> Option<usize> {
 }
 
 fn write_content_length(out: &mut Vec<u8>, msg: &Message<'_>, header: &Header<'_>, len: usize) {
-    if parse_length(header.value) == Some(len) {
+    if parse_content_length(trim_lws(header.value)).ok() == Some(len) {
         copy_line(out, msg, header);
     } else {
         push_line(
@@ -328,14 +330,6 @@ fn write_content_length(out: &mut Vec<u8>, msg: &Message<'_>, header: &Header<'_
             Decimal::new(len).as_bytes(),
         );
     }
-}
-
-fn parse_length(value: &str) -> Option<usize> {
-    let digits = value.trim();
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
 }
 
 /// The header line exactly as received, or rebuilt from its parts if its range is unusable.

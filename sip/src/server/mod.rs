@@ -336,6 +336,24 @@ impl SipServer {
         extra: &[(&str, &str)],
     ) {
         self.stats.requests_answered += 1;
+        self.send_response(now, tx, request, status, reason, extra);
+    }
+
+    /// 100 Trying for a request this node goes on to forward or look up: it stops the
+    /// caller's retransmissions but does not answer the request, so it is not counted.
+    fn send_trying(&mut self, now: Instant, tx: ServerTxId, request: &Message<'_>) {
+        self.send_response(now, tx, request, 100, "Trying", &[]);
+    }
+
+    fn send_response(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        request: &Message<'_>,
+        status: u16,
+        reason: &str,
+        extra: &[(&str, &str)],
+    ) {
         let tag = self.fresh_to_tag(request, status);
         let response = edit::build_response(request, status, reason, tag.as_deref(), extra, None);
         if let Err(err) = self

@@ -181,8 +181,7 @@ impl SipServer {
             return;
         }
         if matches!(msg.method(), Some(crate::message::Method::Invite)) {
-            self.respond(now, tx, msg, 100, "Trying", &[]);
-            self.stats.requests_answered -= 1;
+            self.send_trying(now, tx, msg);
         }
         self.lookups.next_id += 1;
         let id = self.lookups.next_id;

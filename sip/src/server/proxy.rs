@@ -4,7 +4,6 @@
 use super::response_choice::{is_better_final, status_to_forward};
 use super::routing::request_loop_hash;
 use super::{ClientCtx, SipServer};
-use crate::message::header::split_list;
 use crate::message::{edit, HeaderName, Message, MessageEditor, Method, Via};
 use crate::transaction::{
     ClientKey, ClientMatch, ClientState, ClientTxId, ServerTxId, TransactionKind,
@@ -179,8 +178,7 @@ impl SipServer {
         let is_invite = method == Method::Invite;
         if is_invite {
             // Stop the caller's retransmissions while the branches ring (RFC 3261 16.2).
-            self.respond(now, tx, msg, 100, "Trying", &[]);
-            self.stats.requests_answered -= 1;
+            self.send_trying(now, tx, msg);
         }
         let fork_id = self.forks.insert(Fork {
             server_tx: tx,
@@ -268,8 +266,10 @@ impl SipServer {
                 editor.append_header("Max-Forwards", "70");
             }
         }
-        if target.pop_routes > 0 {
-            remove_leading_route_values(msg, &mut editor, target.pop_routes);
+        // The leading Route values that point at this node; values kept on a partly
+        // consumed line are copied as written.
+        for _ in 0..target.pop_routes {
+            editor.remove_first_value(HeaderName::Route);
         }
         if record_routes(method) {
             // Double Record-Route when the legs use different transports (RFC 5658): each
@@ -361,9 +361,9 @@ impl SipServer {
             return;
         };
         let server_tx = fork.server_tx;
-        let Some(state) = fork.branches.get(branch.index).map(|b| b.state) else {
+        if fork.branches.get(branch.index).is_none() {
             return;
-        };
+        }
         if status < 200 {
             if status == 100 {
                 return;
@@ -406,7 +406,6 @@ impl SipServer {
         let stripped = strip_top_via(msg);
         let invite_declined = fork.method_is_invite && status >= 600;
         fork.consider(status, false, stripped);
-        let _ = state;
         if invite_declined {
             for other in fork.pending_clients() {
                 self.cancel_or_defer(now, branch.fork, other);
@@ -693,30 +692,4 @@ fn strip_top_via(msg: &Message<'_>) -> Bytes {
     let mut editor = MessageEditor::new(msg);
     editor.remove_first_value(HeaderName::Via);
     Bytes::from(editor.finish())
-}
-
-/// Removes the first `count` Route values, which point at this node.
-fn remove_leading_route_values(
-    msg: &Message<'_>,
-    editor: &mut MessageEditor<'_, '_>,
-    count: usize,
-) {
-    let mut remaining = count;
-    for (index, header) in msg.headers.iter().enumerate() {
-        if remaining == 0 {
-            break;
-        }
-        if header.name != HeaderName::Route {
-            continue;
-        }
-        let values: SmallVec<[&str; 4]> = split_list(header.value).collect();
-        if values.len() <= remaining {
-            remaining -= values.len();
-            editor.remove_header(index);
-        } else {
-            let kept = values[remaining..].join(", ");
-            remaining = 0;
-            editor.replace_header(index, &kept);
-        }
-    }
 }

@@ -6,6 +6,7 @@
 
 use super::{line_bytes, trim_line_end, Decimal};
 use crate::message::header::split_list;
+use crate::message::parse::lex::is_token_byte;
 use crate::message::{Header, HeaderName, Message};
 
 /// Receives the pieces of a message being built.
@@ -264,13 +265,7 @@ fn looks_like_request_line(line: &[u8]) -> bool {
     let Some(method) = parts.next() else {
         return false;
     };
-    let is_token = method.iter().all(|&b| {
-        b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-            )
-    });
+    let is_token = method.iter().all(|&b| is_token_byte(b));
     if !is_token || method.len() >= 4 && method[..4].eq_ignore_ascii_case(b"SIP/") {
         return false;
     }

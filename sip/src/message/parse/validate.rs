@@ -5,7 +5,7 @@ use super::super::header::{ContactValue, NameAddr};
 use super::super::uri::Scheme;
 use super::super::{HeaderName, Message, Rejection, StartLine, Version};
 use super::ParseError;
-use super::{parse_content_length, parse_delta_seconds, parse_max_forwards, request_uri_text};
+use super::{content_length, parse_delta_seconds, parse_max_forwards, request_uri_text};
 
 fn bad_request(fault: &str) -> Rejection {
     Rejection {
@@ -126,14 +126,7 @@ fn check_scalars(msg: &Message<'_>) -> Result<(), Rejection> {
             _ => bad_request("bad Expires"),
         })?;
     }
-    let mut content_length = None;
-    for h in msg.headers_named(HeaderName::ContentLength) {
-        let length = parse_content_length(h.value).map_err(|e| bad_request(e.what))?;
-        if content_length.is_some_and(|l| l != length) {
-            return Err(bad_request("conflicting Content-Length"));
-        }
-        content_length = Some(length);
-    }
+    content_length(&msg.headers).map_err(|e| bad_request(e.what))?;
     Ok(())
 }
 

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 #[test]
 fn expired_binding_is_replaced_without_cseq_check() {
-    let p = policy();
-    let mut t = table_with(&p);
-    let now = Instant::now();
+    let (p, mut t, now) = setup();
     apply(
         &mut t,
         now,
@@ -37,9 +35,7 @@ fn expired_binding_is_replaced_without_cseq_check() {
 
 #[test]
 fn instance_and_reg_id_identify_a_flow() {
-    let p = policy();
-    let mut t = table_with(&p);
-    let now = Instant::now();
+    let (p, mut t, now) = setup();
     let instance = "<urn:uuid:00000000-0000-1000-8000-000A95A0E128>";
     let flow = |uri: &'static str, reg_id: u32| {
         contact_with(uri, move |c| {
@@ -114,9 +110,7 @@ fn instance_and_reg_id_identify_a_flow() {
 
 #[test]
 fn instance_without_reg_id_matches_by_uri() {
-    let p = policy();
-    let mut t = table_with(&p);
-    let now = Instant::now();
+    let (p, mut t, now) = setup();
     let gruu = |uri: &'static str| contact_with(uri, |c| c.instance = Some("<urn:uuid:1>"));
     apply(
         &mut t,
@@ -149,9 +143,7 @@ fn instance_without_reg_id_matches_by_uri() {
 
 #[test]
 fn same_contact_twice_in_one_request_last_wins() {
-    let p = policy();
-    let mut t = table_with(&p);
-    let now = Instant::now();
+    let (p, mut t, now) = setup();
     let req = request(
         ALICE,
         "c1",
@@ -181,9 +173,7 @@ fn same_contact_twice_in_one_request_last_wins() {
 
 #[test]
 fn per_aor_limit_gives_403_and_changes_nothing() {
-    let p = policy();
-    let mut t = table_with(&p);
-    let now = Instant::now();
+    let (p, mut t, now) = setup();
     let four = [
         contact("sip:1@h"),
         contact("sip:2@h"),
@@ -291,9 +281,7 @@ fn full_table_gives_503_with_retry_after() {
 
 #[test]
 fn bad_plain_data_is_refused() {
-    let p = policy();
-    let mut t = table_with(&p);
-    let now = Instant::now();
+    let (p, mut t, now) = setup();
     let cases: [(ContactSpec<'_>, &str); 3] = [
         (
             contact_with("sip:a@h", |c| c.q = Some(1001)),
@@ -327,9 +315,7 @@ fn bad_plain_data_is_refused() {
 
 #[test]
 fn contact_header_values() {
-    let p = policy();
-    let mut t = table_with(&p);
-    let now = Instant::now();
+    let (p, mut t, now) = setup();
     let req = request(
         ALICE,
         "c1",

@@ -28,6 +28,13 @@ pub(super) fn table_with(policy: &RegistrarPolicy) -> LocationTable {
     LocationTable::for_policy(policy)
 }
 
+/// The default policy, an empty table for it, and the current instant.
+pub(super) fn setup() -> (RegistrarPolicy, LocationTable, Instant) {
+    let policy = policy();
+    let table = table_with(&policy);
+    (policy, table, Instant::now())
+}
+
 pub(super) fn udp(port: u16) -> Peer {
     Peer {
         transport: Transport::Udp,

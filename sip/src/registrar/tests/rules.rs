@@ -7,9 +7,7 @@ use std::time::Duration;
 
 #[test]
 fn register_then_lookup() {
-    let p = policy();
-    let mut t = table_with(&p);
-    let now = Instant::now();
+    let (p, mut t, now) = setup();
     let out = apply(
         &mut t,
         now,
@@ -38,9 +36,7 @@ fn register_then_lookup() {
 
 #[test]
 fn query_returns_bindings_without_change() {
-    let p = policy();
-    let mut t = table_with(&p);
-    let now = Instant::now();
+    let (p, mut t, now) = setup();
     apply(
         &mut t,
         now,
@@ -70,9 +66,7 @@ fn query_returns_bindings_without_change() {
 
 #[test]
 fn expiry_precedence_param_then_header_then_default() {
-    let p = policy();
-    let mut t = table_with(&p);
-    let now = Instant::now();
+    let (p, mut t, now) = setup();
     let req = request(
         ALICE,
         "c1",
@@ -103,9 +97,7 @@ fn expiry_precedence_param_then_header_then_default() {
 
 #[test]
 fn expiry_capped_at_max() {
-    let p = policy();
-    let mut t = table_with(&p);
-    let now = Instant::now();
+    let (p, mut t, now) = setup();
     let req = request(ALICE, "c1", 1, Some(1_000_000), &[contact("sip:a@h")]);
     apply(&mut t, now, req, udp(1), &p).unwrap();
     assert_eq!(t.lookup(now, ALICE).next().unwrap().expires_in(now), 7200);
@@ -113,9 +105,7 @@ fn expiry_capped_at_max() {
 
 #[test]
 fn too_brief_gets_423_with_min_expires_and_changes_nothing() {
-    let p = policy();
-    let mut t = table_with(&p);
-    let now = Instant::now();
+    let (p, mut t, now) = setup();
     let req = request(
         ALICE,
         "c1",
@@ -216,9 +206,7 @@ fn refresh_updates_in_place_and_reports_refreshed() {
 
 #[test]
 fn changing_q_is_a_change_not_a_refresh() {
-    let p = policy();
-    let mut t = table_with(&p);
-    let now = Instant::now();
+    let (p, mut t, now) = setup();
     apply(
         &mut t,
         now,
@@ -241,9 +229,7 @@ fn changing_q_is_a_change_not_a_refresh() {
 
 #[test]
 fn cseq_not_higher_with_same_call_id_fails_whole_request() {
-    let p = policy();
-    let mut t = table_with(&p);
-    let now = Instant::now();
+    let (p, mut t, now) = setup();
     apply(
         &mut t,
         now,
@@ -284,9 +270,7 @@ fn cseq_not_higher_with_same_call_id_fails_whole_request() {
 
 #[test]
 fn expires_zero_removes_only_that_contact() {
-    let p = policy();
-    let mut t = table_with(&p);
-    let now = Instant::now();
+    let (p, mut t, now) = setup();
     let req = request(
         ALICE,
         "c1",
@@ -309,9 +293,7 @@ fn expires_zero_removes_only_that_contact() {
 
 #[test]
 fn star_removes_all_bindings() {
-    let p = policy();
-    let mut t = table_with(&p);
-    let now = Instant::now();
+    let (p, mut t, now) = setup();
     let req = request(
         ALICE,
         "c1",
@@ -362,9 +344,7 @@ fn star_removes_all_bindings() {
 
 #[test]
 fn star_rules() {
-    let p = policy();
-    let mut t = table_with(&p);
-    let now = Instant::now();
+    let (p, mut t, now) = setup();
     apply(
         &mut t,
         now,

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 #[test]
 fn lookup_orders_by_q_then_most_recent() {
-    let p = policy();
-    let mut t = table_with(&p);
-    let now = Instant::now();
+    let (p, mut t, now) = setup();
     let req = request(
         ALICE,
         "c1",
@@ -52,9 +50,7 @@ fn lookup_orders_by_q_then_most_recent() {
 
 #[test]
 fn lookup_hides_expired_and_purge_removes_them() {
-    let p = policy();
-    let mut t = table_with(&p);
-    let now = Instant::now();
+    let (p, mut t, now) = setup();
     let req = request(
         ALICE,
         "c1",
@@ -105,9 +101,7 @@ fn lookup_hides_expired_and_purge_removes_them() {
 
 #[test]
 fn connection_loss_keeps_binding_but_forgets_connection() {
-    let p = policy();
-    let mut t = table_with(&p);
-    let now = Instant::now();
+    let (p, mut t, now) = setup();
     apply(
         &mut t,
         now,
