@@ -15,6 +15,7 @@ use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use overlay::authority::{public_key_to_text, AuthorityError, AuthorityRecord, TrustAnchors};
 use overlay::key::Aor;
+use overlay::network::now_unix as unix_now;
 use overlay::network::{
     DhtMode, LookupAnswer, LookupError, Overlay, OverlayConfig, PeerStatus, PublishError,
     PublishReport,
@@ -24,7 +25,7 @@ use overlay::validate::{AuthorityMode, RecordValidator};
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::time::Instant;
 
 const EXIT_FOUND: u8 = 0;
@@ -590,13 +591,6 @@ fn relative(at: u64, now: u64) -> String {
         std::cmp::Ordering::Less => format!("{} s ago", now - at),
         std::cmp::Ordering::Equal => "now".to_string(),
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use overlay::authority::{
     DelegationFileError, DelegationLine, TrustAnchors,
 };
 use overlay::key::canonical_domain;
+use overlay::network::now_unix as unix_now;
 use overlay::record::peer_public_key;
 use overlay::validate::{AuthorityMode, DEFAULT_CLOCK_SKEW_SECS};
 use std::fmt::Write as _;
@@ -31,7 +32,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -390,13 +390,6 @@ fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     file.sync_all()?;
     drop(file);
     std::fs::rename(&tmp, path)
-}
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------

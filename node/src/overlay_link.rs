@@ -24,6 +24,7 @@ use crate::lru::LruMap;
 use crate::route_cache::{CachedRoute, RouteCache, ServingPeers};
 use libp2p::{Multiaddr, PeerId};
 use overlay::key::Aor;
+use overlay::network::now_unix as unix_now;
 use overlay::network::{Overlay, OverlayEvent, PublishError};
 use overlay::record::{
     RecordBinding, RegistrationRecord, MAX_BINDINGS_PER_ENTRY, MAX_CONTACT_BYTES,
@@ -36,7 +37,7 @@ use sip::server::{LookupId, LookupOutcome, ServerEvent, SipServer};
 use sip::transport::Transmit;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn, Instrument};
@@ -676,13 +677,6 @@ async fn publish_task(
         Err(error) => warn!(what, %error, "registration not published"),
     }
     let _ = done.send(PublishDone { aor }).await;
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or(0)
 }
 
 mod sender;

@@ -282,7 +282,7 @@ async fn start_overlay(
     let delegations = domain::load_delegations(
         authority,
         &keypair.public().to_peer_id(),
-        domain::unix_now(),
+        overlay::network::now_unix(),
     )?;
     domain::warn_about_unauthorised_domains(authority, &delegations, served_domains);
     let mut overlay_config = OverlayConfig::new(keypair);

@@ -13,7 +13,8 @@ use crate::record::{RegistrationRecord, MAX_ADDRS_PER_ENTRY, MAX_ADDR_BYTES};
 
 /// Wall-clock unix seconds, as records count time. A clock before 1970 reads as 0, which
 /// makes every record look fresh rather than crashing the node.
-pub(crate) fn now_unix() -> u64 {
+/// The current time in whole seconds since the Unix epoch, as records carry it.
+pub fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs())
