@@ -1,0 +1,1 @@
+//! Adversarial nodes (filled in shortly).

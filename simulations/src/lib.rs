@@ -1,0 +1,11 @@
+//! Many-node simulator of the p2psip overlay.
+//!
+//! Every simulated node is a real overlay node (`overlay::network::Overlay`: the same
+//! libp2p behaviours, record validation and DHT routing as `p2psip node`), running in this
+//! one process over an in-memory network ([`net`]) that adds per-link latency, loss and NAT.
+//! A seeded scenario drives registrations, lookups, calls, churn, supernode failures and
+//! adversarial nodes ([`adversary`]), and [`report`] writes what was measured.
+
+pub mod adversary;
+pub mod net;
+pub mod report;

@@ -1,0 +1,1 @@
+//! The in-memory network (filled in shortly).

@@ -1,0 +1,5 @@
+//! Outputs of a run (filled in shortly).
+
+mod model;
+
+pub use model::*;
