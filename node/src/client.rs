@@ -220,6 +220,7 @@ pub fn lookup(args: &LookupArgs) -> ExitCode {
             Ok(LookupAnswer {
                 record: Some(record),
                 answered_by,
+                ..
             }) => {
                 let now = unix_now();
                 print!("{}", describe_record(&record, now));

@@ -44,6 +44,24 @@ pub enum AuthorityMode {
     Closed,
 }
 
+/// A deliberate defect of the validator, compiled only with the `fault-injection` feature:
+/// tests use it to show that their invariants catch a broken validator.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidationFault {
+    /// Accept entries whose domain authority does not check out.
+    SkipAuthority,
+    /// Accept entries whose signature does not verify.
+    SkipSignature,
+}
+
+/// The checks [`RecordValidator::check_entry`] runs that a fault can switch off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EntryCheck {
+    Signature,
+    Authority,
+}
+
 /// The validator a node runs on every record it stores or fetches.
 #[derive(Debug, Clone)]
 pub struct RecordValidator {
@@ -52,6 +70,8 @@ pub struct RecordValidator {
     pinned: PinnedAuthorities,
     clock_skew: u64,
     counters: ValidationCounters,
+    #[cfg(feature = "fault-injection")]
+    fault: Option<ValidationFault>,
 }
 
 impl RecordValidator {
@@ -62,6 +82,31 @@ impl RecordValidator {
             pinned: PinnedAuthorities::default(),
             clock_skew: DEFAULT_CLOCK_SKEW_SECS,
             counters: ValidationCounters::default(),
+            #[cfg(feature = "fault-injection")]
+            fault: None,
+        }
+    }
+
+    /// Breaks this validator on purpose (see [`ValidationFault`]).
+    #[cfg(feature = "fault-injection")]
+    pub fn with_fault(mut self, fault: ValidationFault) -> RecordValidator {
+        self.fault = Some(fault);
+        self
+    }
+
+    fn skips(&self, check: EntryCheck) -> bool {
+        #[cfg(feature = "fault-injection")]
+        {
+            matches!(
+                (self.fault, check),
+                (Some(ValidationFault::SkipSignature), EntryCheck::Signature)
+                    | (Some(ValidationFault::SkipAuthority), EntryCheck::Authority)
+            )
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        {
+            let _ = check;
+            false
         }
     }
 
@@ -180,7 +225,12 @@ impl RecordValidator {
                 ),
             ));
         }
-        entry.verify_signature(aor)?;
+        if !self.skips(EntryCheck::Signature) {
+            entry.verify_signature(aor)?;
+        }
+        if self.skips(EntryCheck::Authority) {
+            return Ok(());
+        }
         self.check_authority(aor, entry, now)
     }
 

@@ -7,7 +7,7 @@ use libp2p::{
     StreamProtocol, Swarm,
 };
 
-use super::config::OverlayConfig;
+use super::config::{OverlayConfig, OverlayTransport};
 
 /// Kademlia protocol of the overlay; distinct from the IPFS DHT so the two never mix.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/p2psip/kad/1.0.0");
@@ -80,29 +80,42 @@ pub(crate) fn build_swarm(
     };
     let idle_timeout = config.idle_connection_timeout;
 
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )?
-        .with_dns()
-        .map_err(BuildError::Dns)?
-        .with_relay_client(noise::Config::new, yamux::Config::default)?
-        .with_behaviour(|keypair, relay_client| {
-            new_behaviour(
-                keypair,
-                relay_client,
-                mdns,
-                kademlia_config,
-                store_config,
-                modes,
-            )
-        })
-        .unwrap_or_else(|never| match never {})
-        .with_swarm_config(|swarm_config| swarm_config.with_idle_connection_timeout(idle_timeout))
-        .build();
+    let behaviour = |keypair: &Keypair, relay_client| {
+        new_behaviour(
+            keypair,
+            relay_client,
+            mdns,
+            kademlia_config,
+            store_config,
+            modes,
+        )
+    };
+    let swarm_config =
+        |swarm_config: libp2p::swarm::Config| swarm_config.with_idle_connection_timeout(idle_timeout);
+    let builder = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone()).with_tokio();
+    let swarm = match &config.transport {
+        OverlayTransport::Tcp => builder
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_dns()
+            .map_err(BuildError::Dns)?
+            .with_relay_client(noise::Config::new, yamux::Config::default)?
+            .with_behaviour(behaviour)
+            .unwrap_or_else(|never| match never {})
+            .with_swarm_config(swarm_config)
+            .build(),
+        OverlayTransport::Custom(factory) => builder
+            .with_other_transport(|keypair| factory(keypair))
+            .unwrap_or_else(|never| match never {})
+            .with_relay_client(noise::Config::new, yamux::Config::default)?
+            .with_behaviour(behaviour)
+            .unwrap_or_else(|never| match never {})
+            .with_swarm_config(swarm_config)
+            .build(),
+    };
     Ok(swarm)
 }
 

@@ -6,8 +6,12 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::Boxed;
 use libp2p::identity::Keypair;
-use libp2p::Multiaddr;
+use libp2p::{Multiaddr, PeerId};
 
 use super::roles::RoleSetting;
 use crate::authority::{Delegation, TrustAnchors};
@@ -33,11 +37,35 @@ pub enum DhtMode {
     Client,
 }
 
+/// Builds an authenticated, multiplexed transport for the node with this keypair.
+pub type TransportFactory = Arc<dyn Fn(&Keypair) -> Boxed<(PeerId, StreamMuxerBox)> + Send + Sync>;
+
+/// What carries the node's connections.
+#[derive(Clone, Default)]
+pub enum OverlayTransport {
+    /// TCP with noise and yamux, and DNS resolution of `/dns*` addresses.
+    #[default]
+    Tcp,
+    /// A transport the embedder supplies (the simulator's in-memory network). The relay
+    /// client transport is layered over it exactly as over TCP, so relayed connections work.
+    Custom(TransportFactory),
+}
+
+impl std::fmt::Debug for OverlayTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OverlayTransport::Tcp => f.write_str("Tcp"),
+            OverlayTransport::Custom(_) => f.write_str("Custom"),
+        }
+    }
+}
+
 /// Everything [`Overlay::start`](super::Overlay::start) needs.
 #[derive(Clone)]
 pub struct OverlayConfig {
     /// Node identity; see [`load_or_create_keypair`].
     pub keypair: Keypair,
+    pub transport: OverlayTransport,
     /// Addresses to listen on. Port 0 picks a free port; the actual addresses are reported by
     /// [`Overlay::listen_addrs`](super::Overlay::listen_addrs).
     pub listen: Vec<Multiaddr>,
@@ -116,6 +144,7 @@ impl OverlayConfig {
     pub fn new(keypair: Keypair) -> Self {
         Self {
             keypair,
+            transport: OverlayTransport::Tcp,
             listen: vec![default_listen_addr()],
             bootstrap: Vec::new(),
             mdns: false,
@@ -153,6 +182,7 @@ impl std::fmt::Debug for OverlayConfig {
         // Spelled out so that the private key never reaches a log.
         f.debug_struct("OverlayConfig")
             .field("peer_id", &self.keypair.public().to_peer_id())
+            .field("transport", &self.transport)
             .field("listen", &self.listen)
             .field("bootstrap", &self.bootstrap)
             .field("mdns", &self.mdns)

@@ -754,6 +754,7 @@ impl Driver {
         query: kad::QueryId,
         result: kad::GetRecordResult,
         step: kad::ProgressStep,
+        stats: &kad::QueryStats,
     ) {
         if self.authority_fetches.get_mut(&query).is_some() {
             return self.on_authority_fetched(query, result, step);
@@ -789,6 +790,7 @@ impl Driver {
                 let _ = pending.reply.send(Ok(LookupAnswer {
                     record: pending.merged,
                     answered_by: pending.answered_by,
+                    dht_requests: stats.num_requests(),
                 }));
             }
         }
@@ -1126,10 +1128,17 @@ impl Driver {
                 self.end_authority_fetch(query);
             }
             if let Some(pending) = self.pending_lookups.remove(&query) {
+                let dht_requests = self
+                    .swarm
+                    .behaviour_mut()
+                    .kademlia
+                    .query(&query)
+                    .map_or(0, |running| running.stats().num_requests());
                 let answer = match pending.merged {
                     Some(record) => Ok(LookupAnswer {
                         record: Some(record),
                         answered_by: pending.answered_by,
+                        dht_requests,
                     }),
                     None => Err(LookupError::Timeout),
                 };
@@ -1379,9 +1388,14 @@ impl Driver {
                     },
             } => self.on_inbound_put(source, record),
             kad::Event::OutboundQueryProgressed {
-                id, result, step, ..
+                id,
+                result,
+                step,
+                stats,
             } => match result {
-                kad::QueryResult::GetRecord(result) => self.on_get_result(id, result, step),
+                kad::QueryResult::GetRecord(result) => {
+                    self.on_get_result(id, result, step, &stats)
+                }
                 kad::QueryResult::PutRecord(result) => self.on_put_result(id, result),
                 kad::QueryResult::Bootstrap(Ok(ok)) if ok.num_remaining == 0 => {
                     tracing::debug!("bootstrap done");

@@ -62,7 +62,7 @@ pub use behaviour::{
 };
 pub use config::{
     default_listen_addr, load_or_create_keypair, DhtMode, KeyFileError, OverlayConfig,
-    NODE_KEY_FILE,
+    OverlayTransport, TransportFactory, NODE_KEY_FILE,
 };
 pub use records::now_unix;
 pub use roles::{BadRoleSetting, NodeRole, RoleSetting};
@@ -149,6 +149,9 @@ pub struct LookupAnswer {
     /// The nodes whose stored value was valid, in arrival order; `None` is this node's own
     /// store. At most 32.
     pub answered_by: Vec<Option<PeerId>>,
+    /// DHT requests this node sent for the lookup (Kademlia's query statistics): the
+    /// overlay's measure of routing hops.
+    pub dht_requests: u32,
 }
 
 /// A peer of the DHT routing table.
@@ -310,6 +313,7 @@ fn publish_outcome(
 #[derive(Clone)]
 pub struct Overlay {
     commands: mpsc::Sender<driver::Command>,
+    network_task: tokio::task::AbortHandle,
     local_peer_id: PeerId,
     lookup_timeout: Duration,
     publish_timeout: Duration,
@@ -335,18 +339,22 @@ impl Overlay {
         let (events_tx, events_rx) = mpsc::channel(config.event_queue_len.max(1));
         let (ready_tx, ready_rx) = oneshot::channel();
         let local_peer_id = config.keypair.public().to_peer_id();
-        let handle = Overlay {
-            commands: commands_tx,
-            local_peer_id,
-            lookup_timeout: config.lookup_timeout,
-            publish_timeout: config.publish_timeout,
-            // Opening the stream and writing are bounded separately in the writer; a message
-            // may also wait behind a full queue of others, hence the margin.
-            send_timeout: config.sip_open_timeout + config.sip_write_timeout + ANSWER_GRACE,
-        };
+        let lookup_timeout = config.lookup_timeout;
+        let publish_timeout = config.publish_timeout;
+        // Opening the stream and writing are bounded separately in the writer; a message
+        // may also wait behind a full queue of others, hence the margin.
+        let send_timeout = config.sip_open_timeout + config.sip_write_timeout + ANSWER_GRACE;
         let network = driver::Driver::new(config, commands_rx, events_tx, ready_tx)?;
         let span = tracing::info_span!("overlay", local_peer = %local_peer_id);
-        tokio::spawn(tracing::Instrument::instrument(network.run(), span));
+        let network_task = tokio::spawn(tracing::Instrument::instrument(network.run(), span));
+        let handle = Overlay {
+            commands: commands_tx,
+            network_task: network_task.abort_handle(),
+            local_peer_id,
+            lookup_timeout,
+            publish_timeout,
+            send_timeout,
+        };
         match tokio::time::timeout(LISTEN_READY_TIMEOUT, ready_rx).await {
             Ok(Ok(Ok(()))) => Ok((handle, events_rx)),
             Ok(Ok(Err(error))) => Err(error),
@@ -494,6 +502,13 @@ impl Overlay {
     pub async fn shutdown(&self) {
         let stopped = self.ask(|reply| driver::Command::Shutdown { reply });
         let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, stopped).await;
+    }
+
+    /// Stops the network task at once, with no hand-off and no polite close of streams:
+    /// what a crash of the process does (peers see their connections end). For simulations
+    /// and tests; a node leaving on purpose calls [`Overlay::shutdown`].
+    pub fn abort(&self) {
+        self.network_task.abort();
     }
 
     /// Sends a command and waits for its answer.
