@@ -32,6 +32,11 @@ pub enum Command {
     /// written.
     #[command(subcommand)]
     Domain(DomainCommand),
+    /// Simulate an overlay of many real nodes in this one process, over an in-memory
+    /// network with latency, loss, NAT, churn and adversaries; writes report.json, CSV
+    /// files and SVG plots to --out. Exit status: 0 when every invariant holds, 1 when one
+    /// does not or the run failed, 2 for a bad argument.
+    Sim(simulations::scenario::SimArgs),
 }
 
 /// Arguments of `p2psip node`. Every option can also be set in the `--config` file; values

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         cli::Command::Lookup(args) => client::lookup(&args),
         cli::Command::Peers(args) => client::peers(&args),
         cli::Command::Domain(command) => domain::run(&command),
+        cli::Command::Sim(args) => simulations::cli::run_cli(&args),
     }
 }
 

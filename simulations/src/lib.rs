@@ -7,5 +7,9 @@
 //! adversarial nodes ([`adversary`]), and [`report`] writes what was measured.
 
 pub mod adversary;
+pub mod cli;
 pub mod net;
+pub mod node;
 pub mod report;
+pub mod runner;
+pub mod scenario;
