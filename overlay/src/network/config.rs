@@ -96,6 +96,12 @@ pub struct OverlayConfig {
     pub write_quorum: NonZeroUsize,
     /// Bound on one DHT lookup.
     pub lookup_timeout: Duration,
+    /// A lookup ends once this many nodes (this node's own store counting as one) returned
+    /// a valid value, rather than when Kademlia has asked every one of the closest nodes:
+    /// one slow or silent node then no longer holds every lookup up to the timeout.
+    /// Values are merged, so a few answers already give the newest entry of each serving
+    /// node unless every one of them missed the latest put.
+    pub lookup_quorum: NonZeroUsize,
     /// Lookups and publishes running at the same time; beyond it lookups fail with
     /// `LookupError::Busy` and publishes are deferred (`PublishError::Busy`).
     pub max_concurrent_queries: usize,
@@ -156,6 +162,7 @@ impl OverlayConfig {
             replication_factor: NonZeroUsize::new(20).unwrap_or(NonZeroUsize::MIN),
             write_quorum: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
             lookup_timeout: Duration::from_secs(10),
+            lookup_quorum: NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
             max_concurrent_queries: 512,
             publish_timeout: Duration::from_secs(15),
             republish_interval: Duration::from_secs(10 * 60),

@@ -121,6 +121,8 @@ struct PendingLookup {
     /// Where the valid values came from (`None`: this node's store); at most
     /// [`MAX_LOOKUP_SOURCES`].
     answered_by: Vec<Option<PeerId>>,
+    /// Valid values received (not bounded like `answered_by`).
+    answers: usize,
     reply: oneshot::Sender<Result<LookupAnswer, LookupError>>,
 }
 
@@ -743,6 +745,7 @@ impl Driver {
                 key,
                 merged: None,
                 answered_by: Vec::new(),
+                answers: 0,
                 reply,
             },
         );
@@ -778,6 +781,7 @@ impl Driver {
                         Some(merged) => RegistrationRecord::merge(&merged, &record, now),
                         None => record,
                     });
+                    pending.answers += 1;
                 }
                 Err(refusal) => {
                     let from = found.peer.map(|peer| peer.to_string());
@@ -785,7 +789,13 @@ impl Driver {
                 }
             }
         }
-        if step.last {
+        let enough = pending.answers >= self.config.lookup_quorum.get();
+        if enough && !step.last {
+            if let Some(mut running) = self.swarm.behaviour_mut().kademlia.query_mut(&query) {
+                running.finish();
+            }
+        }
+        if step.last || enough {
             if let Some(pending) = self.pending_lookups.remove(&query) {
                 let _ = pending.reply.send(Ok(LookupAnswer {
                     record: pending.merged,

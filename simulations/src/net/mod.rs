@@ -24,6 +24,8 @@ mod pipe;
 mod transport;
 
 #[cfg(test)]
+mod swarm_tests;
+#[cfg(test)]
 mod tests;
 
 pub use model::{

@@ -66,7 +66,7 @@ pub struct Traffic {
 /// Measured memory per idle connection, both ends together, release build: RSS growth over
 /// 1,000 connections between two swarms (`dummy` behaviour, yamux, 1 ms links with 10 %
 /// jitter, 2 worker threads), divided by 1,000; see the ignored tests
-/// `net::tests::memory_per_connection` and `memory_per_raw_connection`:
+/// `net::swarm_tests::memory_per_connection` and `memory_per_raw_connection`:
 ///
 /// - `Plaintext`: about 16 KiB
 /// - `Noise`: about 33 KiB (its frame buffers and cipher states stay for the connection's life)
