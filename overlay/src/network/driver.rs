@@ -200,6 +200,8 @@ pub(crate) struct Driver {
     leaving: bool,
     /// Fetches of domains' authority records (open mode), see [`authority_fetch`].
     authority_fetches: AuthorityFetches,
+    /// The first bootstrap query has finished.
+    bootstrapped: bool,
 }
 
 impl Driver {
@@ -296,6 +298,7 @@ impl Driver {
             handed_over: 0,
             leaving: false,
             authority_fetches: AuthorityFetches::default(),
+            bootstrapped: false,
         })
     }
 
@@ -1409,6 +1412,13 @@ impl Driver {
                 kad::QueryResult::PutRecord(result) => self.on_put_result(id, result),
                 kad::QueryResult::Bootstrap(Ok(ok)) if ok.num_remaining == 0 => {
                     tracing::debug!("bootstrap done");
+                    if !self.bootstrapped {
+                        // Entries put while the routing table was still filling went to the
+                        // closest nodes known then, which may not be the closest ones: put
+                        // them again now that the node knows its neighbourhood.
+                        self.bootstrapped = true;
+                        self.make_own_entries_due();
+                    }
                 }
                 _ => {}
             },

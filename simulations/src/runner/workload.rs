@@ -294,6 +294,9 @@ impl<'a> Workload<'a> {
         self.spawn(async move {
             let result = asker.lookup(&aor).await;
             let verdict = expected.judge(result.answer.as_ref());
+            if !verdict.found {
+                tracing::debug!(%aor, at_secs, answered = result.answer.is_some(), "lookup failed");
+            }
             if verdict.forged {
                 tracing::warn!(%aor, "a lookup answer held a forged binding");
                 metrics.forged();
