@@ -31,6 +31,9 @@ pub const SIM_DOMAIN: &str = "sim.example";
 /// How long a call waits for its final response.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Ping interval of simulated nodes (real nodes: 15 s).
+pub const SIM_PING_INTERVAL: Duration = Duration::from_secs(120);
+
 /// Calls waiting for their answer at one node; a call beyond it fails at once.
 const MAX_PENDING_CALLS: usize = 4096;
 
@@ -136,6 +139,12 @@ impl SimNode {
         config.validator = context.validator.clone();
         config.delegations = vec![delegation];
         config.event_queue_len = EVENT_QUEUE;
+        // Thousands of nodes share two cores here: pings every 15 s on every connection
+        // cost more CPU than the whole workload, and a crashed simulated node's connections
+        // end at once anyway. Roles are configured and addresses known, so AutoNAT has
+        // nothing to find.
+        config.ping_interval = SIM_PING_INTERVAL;
+        config.autonat = false;
         let (overlay, events) = overlay::network::Overlay::start(config)
             .await
             .map_err(|error| format!("node {index} did not start: {error}"))?;

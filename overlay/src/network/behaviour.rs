@@ -27,7 +27,8 @@ pub(crate) struct OverlayBehaviour {
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
-    pub autonat: autonat::Behaviour,
+    /// Off when [`OverlayConfig::autonat`] is false.
+    pub autonat: Toggle<autonat::Behaviour>,
     pub relay_client: relay::client::Behaviour,
     /// Always present; whether it advertises the hop protocol and accepts reservations is
     /// switched at runtime with [`relay::Behaviour::set_status`] as the role changes.
@@ -79,6 +80,8 @@ pub(crate) fn build_swarm(
         ..Default::default()
     };
     let idle_timeout = config.idle_connection_timeout;
+    let ping_interval = config.ping_interval;
+    let autonat = config.autonat;
 
     let behaviour = |keypair: &Keypair, relay_client| {
         new_behaviour(
@@ -88,6 +91,8 @@ pub(crate) fn build_swarm(
             kademlia_config,
             store_config,
             modes,
+            ping_interval,
+            autonat,
         )
     };
     let swarm_config =
@@ -151,6 +156,8 @@ fn new_behaviour(
     kademlia_config: kad::Config,
     store_config: kad::store::MemoryStoreConfig,
     modes: InitialModes,
+    ping_interval: std::time::Duration,
+    autonat: bool,
 ) -> OverlayBehaviour {
     let local_peer_id = keypair.public().to_peer_id();
     let mut kademlia = kad::Behaviour::with_config(
@@ -172,9 +179,11 @@ fn new_behaviour(
     OverlayBehaviour {
         kademlia,
         identify,
-        ping: ping::Behaviour::default(),
+        ping: ping::Behaviour::new(ping::Config::new().with_interval(ping_interval)),
         mdns: Toggle::from(mdns),
-        autonat: autonat::Behaviour::new(local_peer_id, autonat::Config::default()),
+        autonat: Toggle::from(
+            autonat.then(|| autonat::Behaviour::new(local_peer_id, autonat::Config::default())),
+        ),
         relay_client,
         relay_server,
         dcutr: dcutr::Behaviour::new(local_peer_id),

@@ -141,6 +141,14 @@ pub struct OverlayConfig {
     pub command_queue_len: usize,
     /// A connection with no open stream is closed after this long.
     pub idle_connection_timeout: Duration,
+    /// How often every connection is pinged (libp2p ping: a connection whose pings fail is
+    /// closed). Each ping costs a little CPU on both ends, which adds up when one process
+    /// holds many nodes (the simulator pings less often).
+    pub ping_interval: Duration,
+    /// Run AutoNAT: ask other nodes to dial back, to confirm public addresses. `--role auto`
+    /// needs it to promote a node; with a configured role it only confirms external
+    /// addresses (the simulator, whose addresses are all known, turns it off).
+    pub autonat: bool,
 }
 
 impl OverlayConfig {
@@ -180,6 +188,8 @@ impl OverlayConfig {
             event_queue_len: 1024,
             command_queue_len: 256,
             idle_connection_timeout: Duration::from_secs(60),
+            ping_interval: Duration::from_secs(15),
+            autonat: true,
         }
     }
 }
