@@ -80,8 +80,10 @@ pub(crate) fn build_swarm(
         ..Default::default()
     };
     let idle_timeout = config.idle_connection_timeout;
-    let ping_interval = config.ping_interval;
-    let autonat = config.autonat;
+    let liveness = Liveness {
+        ping_interval: config.ping_interval,
+        autonat: config.autonat,
+    };
 
     let behaviour = |keypair: &Keypair, relay_client| {
         new_behaviour(
@@ -91,12 +93,12 @@ pub(crate) fn build_swarm(
             kademlia_config,
             store_config,
             modes,
-            ping_interval,
-            autonat,
+            liveness,
         )
     };
-    let swarm_config =
-        |swarm_config: libp2p::swarm::Config| swarm_config.with_idle_connection_timeout(idle_timeout);
+    let swarm_config = |swarm_config: libp2p::swarm::Config| {
+        swarm_config.with_idle_connection_timeout(idle_timeout)
+    };
     let builder = libp2p::SwarmBuilder::with_existing_identity(config.keypair.clone()).with_tokio();
     let swarm = match &config.transport {
         OverlayTransport::Tcp => builder
@@ -149,6 +151,13 @@ fn kademlia_config(config: &OverlayConfig) -> kad::Config {
     kademlia
 }
 
+/// How a node checks its connections and its own reachability.
+#[derive(Debug, Clone, Copy)]
+struct Liveness {
+    ping_interval: std::time::Duration,
+    autonat: bool,
+}
+
 fn new_behaviour(
     keypair: &Keypair,
     relay_client: relay::client::Behaviour,
@@ -156,8 +165,7 @@ fn new_behaviour(
     kademlia_config: kad::Config,
     store_config: kad::store::MemoryStoreConfig,
     modes: InitialModes,
-    ping_interval: std::time::Duration,
-    autonat: bool,
+    liveness: Liveness,
 ) -> OverlayBehaviour {
     let local_peer_id = keypair.public().to_peer_id();
     let mut kademlia = kad::Behaviour::with_config(
@@ -179,10 +187,12 @@ fn new_behaviour(
     OverlayBehaviour {
         kademlia,
         identify,
-        ping: ping::Behaviour::new(ping::Config::new().with_interval(ping_interval)),
+        ping: ping::Behaviour::new(ping::Config::new().with_interval(liveness.ping_interval)),
         mdns: Toggle::from(mdns),
         autonat: Toggle::from(
-            autonat.then(|| autonat::Behaviour::new(local_peer_id, autonat::Config::default())),
+            liveness
+                .autonat
+                .then(|| autonat::Behaviour::new(local_peer_id, autonat::Config::default())),
         ),
         relay_client,
         relay_server,

@@ -1406,9 +1406,7 @@ impl Driver {
                 step,
                 stats,
             } => match result {
-                kad::QueryResult::GetRecord(result) => {
-                    self.on_get_result(id, result, step, &stats)
-                }
+                kad::QueryResult::GetRecord(result) => self.on_get_result(id, result, step, &stats),
                 kad::QueryResult::PutRecord(result) => self.on_put_result(id, result),
                 kad::QueryResult::Bootstrap(Ok(ok)) if ok.num_remaining == 0 => {
                     tracing::debug!("bootstrap done");
