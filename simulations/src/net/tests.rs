@@ -20,7 +20,8 @@ use tokio::time::Instant;
 use super::*;
 
 /// Slack for scheduling on a busy machine; the lower bounds are exact.
-const SLACK: Duration = Duration::from_millis(250);
+/// Timers fire exactly on virtual time; this only absorbs rounding to the millisecond.
+const SLACK: Duration = Duration::from_millis(2);
 
 pub(super) fn fixed(latency: Duration, jitter: f64) -> NetworkModel {
     NetworkModel {
@@ -202,7 +203,7 @@ fn latency_model_errors_name_the_problem() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn data_arrives_one_link_latency_after_the_write() {
     let latency = Duration::from_millis(100);
     let net = SimNetwork::new(fixed(latency, 0.0), 2);
@@ -231,7 +232,7 @@ async fn data_arrives_one_link_latency_after_the_write() {
     assert_eq!(net.total_traffic().bytes_sent, 5);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn order_is_kept_under_jitter_and_loss() {
     let model = NetworkModel {
         loss: 0.2,
@@ -259,7 +260,7 @@ async fn order_is_kept_under_jitter_and_loss() {
     assert_eq!(numbers, (0..200).collect::<Vec<_>>());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn writer_is_back_pressured_beyond_the_window() {
     let model = NetworkModel {
         window_bytes: 1_000,
@@ -289,7 +290,7 @@ async fn writer_is_back_pressured_beyond_the_window() {
     assert!(received[1_000..].iter().all(|&x| x == 1));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn nat_blocks_inbound_dials_only() {
     let latency = Duration::from_millis(50);
     let net = SimNetwork::new(fixed(latency, 0.0), 2);
@@ -317,7 +318,7 @@ async fn nat_blocks_inbound_dials_only() {
     assert_eq!(net.traffic(0).connections_opened, 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn dialing_a_node_without_listener_is_refused_after_a_round_trip() {
     let latency = Duration::from_millis(50);
     let net = SimNetwork::new(fixed(latency, 0.0), 3);
@@ -344,7 +345,7 @@ async fn dialing_a_node_without_listener_is_refused_after_a_round_trip() {
     assert_eq!(net.total_traffic(), Traffic::default());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_full_backlog_refuses_dials() {
     let net = SimNetwork::new(fixed(Duration::from_millis(1), 0.0), 2);
     let _listener = listening(&net, 0).await; // never accepts
@@ -355,7 +356,7 @@ async fn a_full_backlog_refuses_dials() {
     assert_eq!(refused, vec![&SimNetError::BacklogFull(0)]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn close_and_drop_deliver_eof_after_the_latency() {
     let latency = Duration::from_millis(50);
     let net = SimNetwork::new(fixed(latency, 0.0), 2);
@@ -382,7 +383,7 @@ async fn close_and_drop_deliver_eof_after_the_latency() {
     assert!(dropped.elapsed() >= latency);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn writing_to_a_dropped_reader_is_a_broken_pipe() {
     let net = SimNetwork::new(fixed(Duration::from_millis(5), 0.0), 2);
     let mut listener = listening(&net, 0).await;
@@ -392,7 +393,7 @@ async fn writing_to_a_dropped_reader_is_a_broken_pipe() {
     assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn addresses_outside_the_simulation_are_not_supported() {
     let net = SimNetwork::new(NetworkModel::default(), 10);
     let mut transport = net.transport(3);
