@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use libp2p::identity::Keypair;
@@ -13,8 +13,8 @@ use libp2p::{kad, Multiaddr, PeerId};
 use overlay::authority::{generate_authority_key, AuthorityRecord, Delegation, TrustAnchors};
 use overlay::key::{Aor, RecordKind};
 use overlay::network::{
-    load_or_create_keypair, DhtMode, NodeRole, Overlay, OverlayConfig, OverlayEvent, PublishError,
-    RoleSetting,
+    load_or_create_keypair, now_unix, DhtMode, NodeRole, Overlay, OverlayConfig, OverlayEvent,
+    PublishError, RoleSetting,
 };
 use overlay::record::RecordBinding;
 use overlay::validate::{AuthorityMode, RecordValidator, RefusalReason};
@@ -104,17 +104,10 @@ async fn shutdown(nodes: Vec<Node>) {
     }
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn binding(contact: &str) -> RecordBinding {
     RecordBinding {
         contact: contact.to_owned(),
-        expires_at: now() + 3600,
+        expires_at: now_unix() + 3600,
         q: 1000,
         instance: None,
         reg_id: None,
@@ -172,7 +165,7 @@ async fn record_published_at_one_node_is_found_at_every_other() {
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("node {index} found no record"));
-        let live = record.live_bindings(now());
+        let live = record.live_bindings(now_unix());
         assert_eq!(live.len(), 1, "node {index}: {record:?}");
         assert_eq!(live[0].binding.contact, "sip:alice@127.0.0.1:5070");
         assert_eq!(live[0].serving_peer, nodes[2].overlay.local_peer_id());
@@ -185,12 +178,12 @@ async fn record_published_at_one_node_is_found_at_every_other() {
         .await
         .unwrap();
     let record = nodes[0].overlay.lookup(aor.clone()).await.unwrap().unwrap();
-    assert_eq!(record.live_bindings(now()).len(), 2, "{record:?}");
+    assert_eq!(record.live_bindings(now_unix()).len(), 2, "{record:?}");
 
     // A withdrawal removes that node's bindings everywhere.
     nodes[2].overlay.withdraw(aor.clone()).await.unwrap();
     let record = nodes[3].overlay.lookup(aor.clone()).await.unwrap().unwrap();
-    let live = record.live_bindings(now());
+    let live = record.live_bindings(now_unix());
     assert_eq!(live.len(), 1, "{record:?}");
     assert_eq!(live[0].serving_peer, nodes[4].overlay.local_peer_id());
 
@@ -221,7 +214,7 @@ async fn record_survives_the_loss_of_its_publisher() {
     publisher.overlay.shutdown().await;
     for node in &nodes {
         let record = node.overlay.lookup(aor.clone()).await.unwrap().unwrap();
-        assert_eq!(record.live_bindings(now()).len(), 1);
+        assert_eq!(record.live_bindings(now_unix()).len(), 1);
     }
     shutdown(nodes).await;
 }
@@ -252,7 +245,7 @@ async fn republication_reaches_nodes_that_joined_later() {
     .await;
     shutdown(nodes).await;
     let record = late.overlay.lookup(aor).await.unwrap().unwrap();
-    assert_eq!(record.live_bindings(now()).len(), 1);
+    assert_eq!(record.live_bindings(now_unix()).len(), 1);
     shutdown(vec![late]).await;
 }
 
@@ -351,8 +344,8 @@ async fn entries_without_authority_are_refused_by_others() {
         &authority,
         "example.com",
         keypairs[DELEGATED].public().to_peer_id(),
-        now() - 60,
-        now() + 86_400,
+        now_unix() - 60,
+        now_unix() + 86_400,
     )
     .unwrap();
     let nodes = mesh(4, |index, config| {
@@ -441,8 +434,8 @@ async fn a_published_authority_is_pinned_first_come() {
         &authority,
         "example.com",
         keypairs[DELEGATED].public().to_peer_id(),
-        now() - 60,
-        now() + 86_400,
+        now_unix() - 60,
+        now_unix() + 86_400,
     )
     .unwrap();
     let nodes = mesh(3, |index, config| {
@@ -453,7 +446,7 @@ async fn a_published_authority_is_pinned_first_come() {
     })
     .await;
 
-    let record = AuthorityRecord::sign(&authority, "example.com", now()).unwrap();
+    let record = AuthorityRecord::sign(&authority, "example.com", now_unix()).unwrap();
     let report = nodes[0].overlay.publish_authority(record).await.unwrap();
     assert!(report.remote_copies >= 1, "{report:?}");
     for node in &nodes {
@@ -481,7 +474,8 @@ async fn a_published_authority_is_pinned_first_come() {
         .unwrap();
 
     // First-come: another key for the domain is refused.
-    let second = AuthorityRecord::sign(&generate_authority_key(), "example.com", now()).unwrap();
+    let second =
+        AuthorityRecord::sign(&generate_authority_key(), "example.com", now_unix()).unwrap();
     let refused = nodes[OTHER].overlay.publish_authority(second).await;
     assert!(
         matches!(refused, Err(PublishError::Refused(_))),
@@ -701,7 +695,7 @@ async fn records_survive_a_graceful_leave() {
     })
     .await;
     let record = nodes[0].overlay.lookup(aor).await.unwrap().unwrap();
-    let live = record.live_bindings(now());
+    let live = record.live_bindings(now_unix());
     assert_eq!(live.len(), 1, "{record:?}");
     assert_eq!(live[0].serving_peer, publisher.overlay.local_peer_id());
     shutdown(vec![publisher]).await;
@@ -795,6 +789,6 @@ async fn mdns_inside_namespace() {
         .await
         .unwrap();
     let record = nodes[1].overlay.lookup(aor).await.unwrap().unwrap();
-    assert_eq!(record.live_bindings(now()).len(), 1);
+    assert_eq!(record.live_bindings(now_unix()).len(), 1);
     shutdown(nodes).await;
 }

@@ -13,3 +13,12 @@ pub mod node;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+
+/// Locks `mutex`, also after another thread panicked while holding it: every lock in the
+/// simulator guards state that each update leaves valid (counters, queues, maps changed in
+/// one call), so the data is used as is rather than the panic spread to every node.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

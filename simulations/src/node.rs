@@ -2,7 +2,7 @@
 //! lines of a SIP user agent that answers calls for the users it serves.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use crate::lock;
 use crate::net::{node_address, NodeIndex, Security, SimNetwork};
 
 /// Domain of every simulated user.
@@ -237,7 +238,7 @@ impl SimNode {
             }
             pending.insert(call_id.clone(), reply);
         }
-        let invite = invite(&contact, aor, self.index, &call_id);
+        let invite = invite(&contact, aor, self.index, number, &call_id);
         let outcome = match self.overlay.send_sip(peer, addrs, invite).await {
             Err(error) => Err(CallFailure::Send(error)),
             Ok(()) => match tokio::time::timeout(CALL_TIMEOUT, answered).await {
@@ -272,15 +273,10 @@ impl SimNode {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panicking holder cannot leave these maps inconsistent: every update is one call.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn invite(contact: &str, aor: &Aor, from_index: NodeIndex, call_id: &str) -> Bytes {
+fn invite(contact: &str, aor: &Aor, from_index: NodeIndex, number: u64, call_id: &str) -> Bytes {
     let text = format!(
         "INVITE {contact} SIP/2.0\r\n\
-         Via: SIP/2.0/TCP node{from_index}.sim.invalid;branch=z9hG4bK{call_id_hash:x}\r\n\
+         Via: SIP/2.0/TCP node{from_index}.sim.invalid;branch=z9hG4bK{from_index}x{number}\r\n\
          Max-Forwards: 70\r\n\
          From: <sip:caller{from_index}@{SIM_DOMAIN}>;tag={from_index}\r\n\
          To: <sip:{aor}>\r\n\
@@ -288,15 +284,8 @@ fn invite(contact: &str, aor: &Aor, from_index: NodeIndex, call_id: &str) -> Byt
          CSeq: 1 INVITE\r\n\
          Contact: <sip:caller{from_index}@node{from_index}.sim.invalid>\r\n\
          Content-Length: 0\r\n\r\n",
-        call_id_hash = fxhash(call_id),
     );
     Bytes::from(text)
-}
-
-fn fxhash(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// Reads the node's overlay events: answers INVITEs for served users (200) or not (404),

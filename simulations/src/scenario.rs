@@ -11,7 +11,7 @@ use rand::Rng;
 use rand_distr::{Distribution, Exp, Weibull};
 
 use crate::adversary::AdversaryKind;
-use crate::net::{LatencyModel, Security};
+use crate::net::{parse_duration, DisplayDuration, LatencyModel, Security};
 
 /// Arguments of `p2psip sim`.
 #[derive(Debug, Clone, Args)]
@@ -299,9 +299,9 @@ impl fmt::Display for ChurnModel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ChurnModel::None => f.write_str("none"),
-            ChurnModel::Exponential { mean } => write!(f, "exp:{}s", mean.as_secs_f64()),
+            ChurnModel::Exponential { mean } => write!(f, "exp:{}", DisplayDuration(*mean)),
             ChurnModel::Weibull { scale, shape } => {
-                write!(f, "weibull:{}s,{shape}", scale.as_secs_f64())
+                write!(f, "weibull:{},{shape}", DisplayDuration(*scale))
             }
         }
     }
@@ -345,20 +345,22 @@ impl FromStr for ChurnModel {
     }
 }
 
-/// "300s", "300" or "5m" as a positive duration.
+/// A session time: a duration as link latencies are written (`300s`, `1500ms`), or whole
+/// minutes (`5m`); never zero.
 fn positive_seconds(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, unit) = match text.strip_suffix('m') {
-        Some(number) => (number, 60.0),
-        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration in seconds (e.g. 300s or 5m)"))?;
-    if !(value > 0.0 && value * unit <= 1e7) {
+    let duration = match text
+        .strip_suffix('m')
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    {
+        Some(minutes) => parse_duration(&format!("{minutes}s")).map(|d| d.saturating_mul(60)),
+        None => parse_duration(text),
+    }
+    .map_err(|error| format!("{error} (e.g. 300s or 5m)"))?;
+    if duration.is_zero() {
         return Err(format!("{text:?} is not a positive duration"));
     }
-    Ok(Duration::from_secs_f64(value * unit))
+    Ok(duration)
 }
 
 #[cfg(test)]

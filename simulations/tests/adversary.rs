@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::{Boxed, Transport as _};
@@ -15,7 +15,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{noise, tcp, yamux, Multiaddr, PeerId};
 use overlay::authority::{generate_authority_key, Delegation, TrustAnchors};
 use overlay::key::Aor;
-use overlay::network::{DhtMode, LookupError, Overlay, OverlayConfig, OverlayEvent};
+use overlay::network::{now_unix, DhtMode, LookupError, Overlay, OverlayConfig, OverlayEvent};
 use overlay::record::{RecordBinding, RegistrationRecord};
 use overlay::validate::{AuthorityMode, RecordValidator, RefusalReason, ValidationCounters};
 use simulations::adversary::{
@@ -32,17 +32,10 @@ struct Honest {
     addr: Multiaddr,
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn binding(contact: &str) -> RecordBinding {
     RecordBinding {
         contact: contact.to_owned(),
-        expires_at: now() + 3600,
+        expires_at: now_unix() + 3600,
         q: 1000,
         instance: None,
         reg_id: None,
@@ -165,7 +158,7 @@ fn assert_only_honest(record: &RegistrationRecord, publisher: PeerId, who: usize
             );
         }
     }
-    let live = record.live_bindings(now());
+    let live = record.live_bindings(now_unix());
     assert_eq!(live.len(), 1, "node {who}: {record:?}");
     assert_eq!(live[0].binding.contact, ALICE_CONTACT, "node {who}");
 }
@@ -186,7 +179,14 @@ async fn forge_adversary_is_refused_by_honest_nodes() {
         .iter()
         .map(|keypair| {
             let node = keypair.public().to_peer_id();
-            Delegation::issue(&authority, "example.com", node, now() - 60, now() + 86_400).unwrap()
+            Delegation::issue(
+                &authority,
+                "example.com",
+                node,
+                now_unix() - 60,
+                now_unix() + 86_400,
+            )
+            .unwrap()
         })
         .collect();
     let nodes = honest_mesh(&keypairs, |config| {
@@ -328,7 +328,7 @@ async fn drop_adversary_does_not_stop_lookups() {
         .unwrap();
     assert!(report.remote_copies >= 1, "{report:?}");
     let found = nodes[2].overlay.lookup(bob).await.unwrap().unwrap();
-    assert_eq!(found.live_bindings(now()).len(), 1, "{found:?}");
+    assert_eq!(found.live_bindings(now_unix()).len(), 1, "{found:?}");
     let stats = black_hole.stats();
     assert_eq!((stats.forged_answers, stats.forged_puts), (0, 0));
 

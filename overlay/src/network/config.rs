@@ -4,9 +4,8 @@ use std::fs;
 use std::io::{self, Write as _};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use libp2p::core::muxing::StreamMuxerBox;
 use libp2p::core::transport::Boxed;
@@ -100,7 +99,9 @@ pub struct OverlayConfig {
     /// a valid value, rather than when Kademlia has asked every one of the closest nodes:
     /// one slow or silent node then no longer holds every lookup up to the timeout.
     /// Values are merged, so a few answers already give the newest entry of each serving
-    /// node unless every one of them missed the latest put.
+    /// node unless every one of them missed the latest put. Distinct nodes are counted as
+    /// in [`LookupAnswer::answered_by`](super::LookupAnswer::answered_by), at most 32; a
+    /// larger quorum means the lookup always runs to its end.
     pub lookup_quorum: NonZeroUsize,
     /// Lookups and publishes running at the same time; beyond it lookups fail with
     /// `LookupError::Busy` and publishes are deferred (`PublishError::Busy`).

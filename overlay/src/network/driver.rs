@@ -121,8 +121,6 @@ struct PendingLookup {
     /// Where the valid values came from (`None`: this node's store); at most
     /// [`MAX_LOOKUP_SOURCES`].
     answered_by: Vec<Option<PeerId>>,
-    /// Valid values received (not bounded like `answered_by`).
-    answers: usize,
     reply: oneshot::Sender<Result<LookupAnswer, LookupError>>,
 }
 
@@ -748,7 +746,6 @@ impl Driver {
                 key,
                 merged: None,
                 answered_by: Vec::new(),
-                answers: 0,
                 reply,
             },
         );
@@ -784,7 +781,6 @@ impl Driver {
                         Some(merged) => RegistrationRecord::merge(&merged, &record, now),
                         None => record,
                     });
-                    pending.answers += 1;
                 }
                 Err(refusal) => {
                     let from = found.peer.map(|peer| peer.to_string());
@@ -792,7 +788,7 @@ impl Driver {
                 }
             }
         }
-        let enough = pending.answers >= self.config.lookup_quorum.get();
+        let enough = pending.answered_by.len() >= self.config.lookup_quorum.get();
         if enough && !step.last {
             if let Some(mut running) = self.swarm.behaviour_mut().kademlia.query_mut(&query) {
                 running.finish();

@@ -21,7 +21,7 @@ pub fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn now_unix_millis() -> u64 {
+pub fn now_unix_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
@@ -117,7 +117,7 @@ pub(crate) fn serving_addrs<'a>(
 }
 
 /// `address` without a trailing `/p2p/<peer id>`.
-pub(crate) fn without_peer_id(address: &Multiaddr) -> Multiaddr {
+pub fn without_peer_id(address: &Multiaddr) -> Multiaddr {
     let mut address = address.clone();
     if matches!(address.iter().last(), Some(Protocol::P2p(_))) {
         address.pop();
@@ -126,7 +126,7 @@ pub(crate) fn without_peer_id(address: &Multiaddr) -> Multiaddr {
 }
 
 /// The peer id at the end of a `/p2p/<peer id>` address.
-pub(crate) fn peer_id_of(address: &Multiaddr) -> Option<PeerId> {
+pub fn peer_id_of(address: &Multiaddr) -> Option<PeerId> {
     match address.iter().last() {
         Some(Protocol::P2p(peer)) => Some(peer),
         _ => None,

@@ -15,12 +15,14 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, kad, ping, Multiaddr, PeerId, Swarm};
 use overlay::key::{Aor, RecordKind};
-use overlay::network::{IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL};
+use overlay::network::{
+    now_unix, now_unix_millis, without_peer_id, IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL,
+};
 use overlay::record::KAD_MAX_PACKET_BYTES;
 
 use super::forgery::{Forger, Variant, PUT_VARIANTS};
-use super::store::{now, ForgingStore};
-use super::{identify_behaviour, ping_behaviour, swarm_config, without_peer_id, Counters};
+use super::store::ForgingStore;
+use super::{identify_behaviour, ping_behaviour, swarm_config, Counters};
 
 /// Fetches of targets' real records running at once, at most.
 const MAX_PENDING_GETS: usize = 64;
@@ -191,7 +193,7 @@ impl Forge {
             .get(lap % PUT_VARIANTS.len())
             .copied()
             .unwrap_or(Variant::Combined);
-        let (now_secs, now_millis) = now();
+        let (now_secs, now_millis) = (now_unix(), now_unix_millis());
         let kademlia = &mut self.swarm.behaviour_mut().kademlia;
         let Some(value) = kademlia
             .store_mut()
@@ -258,7 +260,7 @@ impl Forge {
         };
         if let Ok(kad::GetRecordOk::FoundRecord(found)) = result {
             if found.peer.is_some() {
-                let (now_secs, _) = now();
+                let now_secs = now_unix();
                 self.swarm
                     .behaviour_mut()
                     .kademlia

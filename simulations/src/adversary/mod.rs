@@ -34,7 +34,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, ping, Multiaddr, PeerId, Swarm};
 use overlay::key::Aor;
-use overlay::network::{agent_version, IDENTIFY_PROTOCOL_VERSION};
+use overlay::network::{agent_version, peer_id_of, IDENTIFY_PROTOCOL_VERSION};
 
 /// Host of every contact an adversary makes up: `sip:<user>@forged.invalid`. A binding at
 /// this host in an honest node's answer means a forgery was accepted.
@@ -270,22 +270,14 @@ pub async fn spawn_adversary(config: AdversaryConfig) -> Result<AdversaryHandle,
 fn bootstrap_peers(addresses: &[Multiaddr]) -> Result<Vec<(PeerId, Multiaddr)>, AdversaryError> {
     addresses
         .iter()
-        .map(|address| match address.iter().last() {
-            Some(Protocol::P2p(peer)) => Ok((peer, address.clone())),
-            _ => Err(AdversaryError::BootstrapWithoutPeerId {
-                address: address.clone(),
-            }),
+        .map(|address| {
+            peer_id_of(address)
+                .map(|peer| (peer, address.clone()))
+                .ok_or_else(|| AdversaryError::BootstrapWithoutPeerId {
+                    address: address.clone(),
+                })
         })
         .collect()
-}
-
-/// `address` without a trailing `/p2p/<peer id>`.
-pub(crate) fn without_peer_id(address: &Multiaddr) -> Multiaddr {
-    let mut address = address.clone();
-    if matches!(address.iter().last(), Some(Protocol::P2p(_))) {
-        address.pop();
-    }
-    address
 }
 
 fn dial<B: NetworkBehaviour>(swarm: &mut Swarm<B>, address: &Multiaddr) {
@@ -375,10 +367,6 @@ mod tests {
         let good: Multiaddr = format!("/ip4/127.0.0.1/tcp/1/p2p/{peer}").parse().unwrap();
         let found = bootstrap_peers(std::slice::from_ref(&good)).unwrap();
         assert_eq!(found, vec![(peer, good.clone())]);
-        assert_eq!(
-            without_peer_id(&good),
-            "/ip4/127.0.0.1/tcp/1".parse().unwrap()
-        );
         let bad: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
         assert!(matches!(
             bootstrap_peers(&[good, bad]),

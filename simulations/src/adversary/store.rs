@@ -3,11 +3,11 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use libp2p::kad::store::{MemoryStore, RecordStore, Result as StoreResult};
 use libp2p::kad::{ProviderRecord, Record, RecordKey};
 use libp2p::PeerId;
+use overlay::network::{now_unix, now_unix_millis};
 
 use super::forgery::{Forger, Variant};
 use super::Counters;
@@ -44,15 +44,6 @@ impl ForgingStore {
     }
 }
 
-/// Unix seconds and milliseconds now (0 before 1970 rather than a panic).
-pub(crate) fn now() -> (u64, u64) {
-    let elapsed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let millis = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-    (elapsed.as_secs(), millis)
-}
-
 impl RecordStore for ForgingStore {
     type RecordsIter<'a> = <MemoryStore as RecordStore>::RecordsIter<'a>;
     type ProvidedIter<'a> = <MemoryStore as RecordStore>::ProvidedIter<'a>;
@@ -62,8 +53,10 @@ impl RecordStore for ForgingStore {
             if self.own_lookup {
                 return None;
             }
-            let (now, now_millis) = now();
-            if let Some(value) = self.forger.forge(index, Variant::Combined, now, now_millis) {
+            let value = self
+                .forger
+                .forge(index, Variant::Combined, now_unix(), now_unix_millis());
+            if let Some(value) = value {
                 self.counters.forged_answer();
                 return Some(Cow::Owned(Record {
                     key: key.clone(),

@@ -141,11 +141,8 @@ impl NodeSlot {
         }
     }
 
-    /// The registration is a sender and an id: valid after any panic elsewhere.
     fn listener(&self) -> MutexGuard<'_, Option<Registration>> {
-        self.listener
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.listener)
     }
 }
 
@@ -154,14 +151,24 @@ impl Shared {
         self.nodes.get(usize::try_from(node).ok()?)
     }
 
+    fn out_of_range(&self, node: u64) -> SimNetError {
+        SimNetError::NodeOutOfRange {
+            node,
+            max_nodes: self.nodes.len(),
+        }
+    }
+
+    /// `node`'s slot, or the error naming it as out of range.
+    fn slot(&self, node: NodeIndex) -> Result<&NodeSlot, SimNetError> {
+        self.node(node)
+            .ok_or_else(|| self.out_of_range(node.into()))
+    }
+
     pub(super) fn check_node(&self, node: u64) -> Result<NodeIndex, SimNetError> {
         NodeIndex::try_from(node)
             .ok()
             .filter(|n| self.node(*n).is_some())
-            .ok_or(SimNetError::NodeOutOfRange {
-                node,
-                max_nodes: self.nodes.len(),
-            })
+            .ok_or_else(|| self.out_of_range(node))
     }
 
     /// Registers `node`'s listener and returns its backlog. A registration left by an earlier
@@ -171,10 +178,7 @@ impl Shared {
         node: NodeIndex,
         id: ListenerId,
     ) -> Result<mpsc::Receiver<Incoming>, SimNetError> {
-        let slot = self.node(node).ok_or(SimNetError::NodeOutOfRange {
-            node: node.into(),
-            max_nodes: self.nodes.len(),
-        })?;
+        let slot = self.slot(node)?;
         // One sender, so the channel holds exactly `buffer + 1` connections.
         let (sender, receiver) = mpsc::channel(ACCEPT_BACKLOG - 1);
         *slot.listener() = Some(Registration {
@@ -201,10 +205,7 @@ impl Shared {
         from: NodeIndex,
         to: NodeIndex,
     ) -> Result<SimStream, SimNetError> {
-        let slot = self.node(to).ok_or(SimNetError::NodeOutOfRange {
-            node: to.into(),
-            max_nodes: self.nodes.len(),
-        })?;
+        let slot = self.slot(to)?;
         if !slot.reachable.load(Ordering::Relaxed) {
             return Err(SimNetError::BlockedByNat(to));
         }
@@ -249,10 +250,6 @@ impl SimNetwork {
                 connections: AtomicU64::new(0),
             }),
         }
-    }
-
-    pub fn model(&self) -> &NetworkModel {
-        &self.shared.model
     }
 
     /// Nodes the network was created for.

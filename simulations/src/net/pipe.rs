@@ -11,7 +11,7 @@ use std::{
     collections::VecDeque,
     io,
     pin::Pin,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex},
     task::{Context, Poll, Waker},
     time::Duration,
 };
@@ -22,6 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use tokio::time::{Instant, Sleep};
 
 use super::{network::Shared, NetworkModel, NodeIndex};
+use crate::lock;
 
 /// State shared by the two ends of one connection.
 pub(super) struct Link {
@@ -127,15 +128,8 @@ fn later(now: Instant, delay: Duration) -> Instant {
     now.checked_add(delay).unwrap_or(now)
 }
 
-/// Locks a pipe (or the generator); a poisoned lock only means another thread panicked
-/// mid-operation, and the fields are valid after any partial update, so they are used as is.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn store_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
+/// Keeps the waker of the task polling now, cloning it only when the task changed.
+pub(super) fn store_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
     match slot {
         Some(waker) if waker.will_wake(cx.waker()) => {}
         _ => *slot = Some(cx.waker().clone()),
@@ -208,11 +202,6 @@ pub(super) fn connect(
 }
 
 impl SimStream {
-    /// One-way latency of this connection's link.
-    pub fn latency(&self) -> Duration {
-        self.link.latency
-    }
-
     fn outgoing(&self) -> &Mutex<Pipe> {
         &self.link.dirs[self.side]
     }

@@ -25,7 +25,7 @@ use libp2p::{
 use super::{
     network::{Incoming, Shared, SimNetError},
     node_address,
-    pipe::SimStream,
+    pipe::{store_waker, SimStream},
     NodeIndex,
 };
 
@@ -221,10 +221,7 @@ impl Transport for SimTransport {
                 Poll::Pending => {}
             }
         }
-        match &this.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            _ => this.waker = Some(cx.waker().clone()),
-        }
+        store_waker(&mut this.waker, cx);
         Poll::Pending
     }
 }

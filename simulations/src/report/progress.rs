@@ -2,7 +2,7 @@
 //! check...), ticked by the tasks doing the work.
 
 use std::io::IsTerminal;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -80,7 +80,7 @@ impl Progress {
         if !self.hidden_target {
             bar.enable_steady_tick(STEADY_TICK);
         }
-        let previous = lock(inner).replace(bar);
+        let previous = crate::lock(inner).replace(bar);
         if let Some(previous) = previous {
             previous.abandon();
         }
@@ -105,7 +105,7 @@ impl Progress {
         let Some(inner) = &self.inner else {
             return;
         };
-        let bar = lock(inner).take();
+        let bar = crate::lock(inner).take();
         if let Some(bar) = bar {
             bar.abandon();
         }
@@ -113,7 +113,9 @@ impl Progress {
 
     /// The current bar, cloned out so that drawing happens outside the lock.
     fn current(&self) -> Option<ProgressBar> {
-        self.inner.as_ref().and_then(|inner| lock(inner).clone())
+        self.inner
+            .as_ref()
+            .and_then(|inner| crate::lock(inner).clone())
     }
 
     /// An enabled display that draws nowhere, to exercise the bars in tests.
@@ -130,10 +132,4 @@ impl Progress {
     pub(crate) fn position(&self) -> Option<u64> {
         self.current().map(|bar| bar.position())
     }
-}
-
-/// A panic in another thread while it held the lock leaves a usable bar behind; progress is
-/// not worth propagating the panic.
-fn lock(inner: &Mutex<Option<ProgressBar>>) -> std::sync::MutexGuard<'_, Option<ProgressBar>> {
-    inner.lock().unwrap_or_else(PoisonError::into_inner)
 }

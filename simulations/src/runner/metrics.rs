@@ -1,6 +1,6 @@
 //! What the workload's operations report while they run, gathered for the report.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -92,10 +92,7 @@ impl Metrics {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
-        // Every update is a few field writes; a panicking holder leaves nothing half-done
-        // that matters.
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut inner)
+        f(&mut crate::lock(&self.inner))
     }
 
     pub fn registration(&self, success: bool) {

@@ -91,11 +91,11 @@ impl<'a> Workload<'a> {
     ) -> Workload<'a> {
         Workload {
             args,
+            adversaries: Arc::new(population.adversary_peer_ids()),
             population,
             users,
             rng,
             metrics,
-            adversaries: Arc::new(HashSet::new()),
             progress,
             queue: BinaryHeap::new(),
             seq: 0,
@@ -163,7 +163,6 @@ impl<'a> Workload<'a> {
     /// Runs the schedule to its end (the workload's duration plus the re-registrations it
     /// caused), then waits for the operations still running.
     pub async fn run(&mut self, initial_nodes: &[NodeIndex]) -> Result<(), String> {
-        self.adversaries = Arc::new(self.population_adversaries());
         self.plan(initial_nodes);
         self.start = Instant::now();
         self.progress.phase("workload", self.args.duration);
@@ -190,10 +189,6 @@ impl<'a> Workload<'a> {
         self.progress.finish();
         while self.operations.join_next().await.is_some() {}
         Ok(())
-    }
-
-    fn population_adversaries(&self) -> HashSet<PeerId> {
-        self.population.adversary_peer_ids()
     }
 
     async fn perform(&mut self, at: Duration, action: Action) -> Result<(), String> {
