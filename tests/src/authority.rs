@@ -1,7 +1,7 @@
 //! Helpers of the domain-authority tests: `p2psip domain` runs, registrations at mesh
 //! nodes, and waits for the validators' refusals to show in a node's counters and logs.
 
-use crate::mesh::{run_p2psip, CommandOutcome, MeshNode};
+use crate::mesh::{run_p2psip, wait_until_found, CommandOutcome, MeshNode};
 use crate::raw_udp::{Request, UdpClient};
 use crate::{test_dir, DOMAIN};
 use anyhow::{bail, ensure, Context, Result};
@@ -124,6 +124,36 @@ pub fn wait_for_log(node: &MeshNode, needles: &[&str]) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The delegated `owner` registers `aor` with `contact`, found through `via`; then `rogue`,
+/// which has no delegation, registers `aor` with `rogue_contact`: its REGISTER is answered,
+/// its publication refused by its own validator (which knows the domain's key).
+pub fn register_delegated_then_rogue(
+    owner: &MeshNode,
+    rogue: &MeshNode,
+    via: &MeshNode,
+    aor: &str,
+    contact: &str,
+    rogue_contact: &str,
+) -> Result<()> {
+    register(owner, aor, contact, 600)?;
+    let found = wait_until_found(aor, &[via.p2p_addr()], PUBLISH_LIMIT, PUBLISH_ATTEMPTS)?;
+    ensure!(
+        found.stdout.contains(owner.peer_id()) && found.stdout.contains(contact),
+        "{aor}'s record does not hold {}'s binding:\n{found}",
+        owner.label()
+    );
+    register(rogue, aor, rogue_contact, 600)?;
+    wait_for_unauthorised(rogue, 1)?;
+    wait_for_log(
+        rogue,
+        &[
+            "registration not published",
+            "refused by the local validator",
+            "unauthorised",
+        ],
+    )
 }
 
 /// The output of a lookup of `aor` holds `owner`'s entry alone, with the one binding

@@ -15,12 +15,9 @@ use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
 use hickory_server::Server;
 use p2psip_tests::authority::{
-    self, expect_only_entry, lookup_fresh, register, wait_for_log, wait_for_unauthorised,
-    PUBLISH_ATTEMPTS, PUBLISH_LIMIT,
+    self, expect_only_entry, lookup_fresh, register_delegated_then_rogue, wait_for_log,
 };
-use p2psip_tests::{
-    missing_flags, test_dir, wait_until_found, Mesh, MeshNode, MeshNodeConfig, DOMAIN,
-};
+use p2psip_tests::{missing_flags, test_dir, Mesh, MeshNode, MeshNodeConfig, DOMAIN};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
@@ -234,26 +231,9 @@ fn dns_flow(mesh: &Mesh, node1_peer: &str, anchor: &str, key: &str) -> Result<()
         wait_for_log(node, &["authority key found in DNS", DOMAIN, key])?;
     }
 
-    // The delegated node registers alice; she is found through node 0.
-    register(node1, ALICE, ORIGINAL_CONTACT, 600)?;
-    let found = wait_until_found(ALICE, &[node0.p2p_addr()], PUBLISH_LIMIT, PUBLISH_ATTEMPTS)?;
-    ensure!(
-        found.stdout.contains(node1.peer_id()) && found.stdout.contains(ORIGINAL_CONTACT),
-        "alice's record does not hold node 1's binding:\n{found}"
-    );
-
-    // The node without a delegation: answered locally, refused by its own validator,
-    // which trusts the key from DNS.
-    register(node2, ALICE, ROGUE_CONTACT, 600)?;
-    wait_for_unauthorised(node2, 1)?;
-    wait_for_log(
-        node2,
-        &[
-            "registration not published",
-            "refused by the local validator",
-            "unauthorised",
-        ],
-    )?;
+    // The delegated node registers alice, found through node 0; the node without a
+    // delegation is refused by its own validator, which trusts the key from DNS.
+    register_delegated_then_rogue(node1, node2, node0, ALICE, ORIGINAL_CONTACT, ROGUE_CONTACT)?;
 
     // Through every node, with example.com's authority trusted, node 1's entry alone.
     let rogues = [node2.peer_id(), ROGUE_CONTACT];

@@ -12,12 +12,10 @@
 
 use anyhow::{ensure, Context, Result};
 use p2psip_tests::authority::{
-    self, expect_only_entry, lookup_fresh, register, wait_for_log, wait_for_unauthorised,
-    PUBLISH_ATTEMPTS, PUBLISH_LIMIT,
+    self, expect_only_entry, lookup_fresh, register_delegated_then_rogue,
 };
 use p2psip_tests::{
-    missing_flags, run_p2psip, test_dir, wait_until_found, CommandOutcome, Mesh, MeshNode,
-    MeshNodeConfig, DOMAIN,
+    missing_flags, run_p2psip, test_dir, CommandOutcome, Mesh, MeshNode, MeshNodeConfig, DOMAIN,
 };
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -176,26 +174,9 @@ fn pinning_flow(mesh: &Mesh, node1_peer: &str, authority_dir: &Path, anchor: &st
         "domain publish did not report the key stored by every node:\n{published}"
     );
 
-    // The delegated node registers alice; she is found through node 3.
-    register(node1, ALICE, ORIGINAL_CONTACT, 600)?;
-    let found = wait_until_found(ALICE, &[node3.p2p_addr()], PUBLISH_LIMIT, PUBLISH_ATTEMPTS)?;
-    ensure!(
-        found.stdout.contains(node1.peer_id()) && found.stdout.contains(ORIGINAL_CONTACT),
-        "alice's record does not hold node 1's binding:\n{found}"
-    );
-
-    // Node 2 has no delegation: its REGISTER is answered, its publication refused by its
-    // own validator, which now knows the pinned key.
-    register(node2, ALICE, ROGUE_CONTACT, 600)?;
-    wait_for_unauthorised(node2, 1)?;
-    wait_for_log(
-        node2,
-        &[
-            "registration not published",
-            "refused by the local validator",
-            "unauthorised",
-        ],
-    )?;
+    // The delegated node registers alice, found through node 3; node 2 has no delegation
+    // and is refused by its own validator, which now knows the pinned key.
+    register_delegated_then_rogue(node1, node2, node3, ALICE, ORIGINAL_CONTACT, ROGUE_CONTACT)?;
 
     let rogues = [node2.peer_id(), ROGUE_CONTACT];
     for via in mesh.nodes() {
