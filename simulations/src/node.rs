@@ -32,8 +32,11 @@ pub const SIM_DOMAIN: &str = "sim.example";
 /// How long a call waits for its final response.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Ping interval of simulated nodes (real nodes: 15 s).
-pub const SIM_PING_INTERVAL: Duration = Duration::from_secs(120);
+/// Idle connection timeout of simulated nodes (real nodes: 60 s).
+pub const SIM_IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Routing-table refresh interval of simulated nodes (real nodes: 5 min).
+pub const SIM_ROUTING_REFRESH_INTERVAL: Duration = Duration::from_secs(30 * 60);
 
 /// Calls waiting for their answer at one node; a call beyond it fails at once.
 const MAX_PENDING_CALLS: usize = 4096;
@@ -94,6 +97,8 @@ pub struct SimNode {
     pub peer_id: PeerId,
     /// Reachable (a supernode) or behind NAT (a peer).
     pub public: bool,
+    /// Started with bootstrap addresses (every node but the first).
+    bootstrapping: bool,
     overlay: Overlay,
     /// AoRs (canonical text) this node serves; the call answerer reads it.
     served: Arc<Mutex<HashSet<String>>>,
@@ -129,6 +134,7 @@ impl SimNode {
             network.authenticated_transport(index, keypair, security)
         }));
         config.listen = vec![node_address(index)];
+        let bootstrapping = !bootstrap.is_empty();
         config.bootstrap = bootstrap;
         config.mdns = false;
         config.role = if public {
@@ -143,9 +149,12 @@ impl SimNode {
         // Thousands of nodes share two cores here: pings every 15 s on every connection
         // cost more CPU than the whole workload, and a crashed simulated node's connections
         // end at once anyway. Roles are configured and addresses known, so AutoNAT has
-        // nothing to find.
-        config.ping_interval = SIM_PING_INTERVAL;
+        // nothing to find. A routing-table refresh every 5 min on every node would keep both
+        // cores busy at 1,000 nodes, and idle connections kept for a minute cost memory.
+        config.ping_interval = None;
         config.autonat = false;
+        config.routing_refresh_interval = Some(SIM_ROUTING_REFRESH_INTERVAL);
+        config.idle_connection_timeout = SIM_IDLE_CONNECTION_TIMEOUT;
         let (overlay, events) = overlay::network::Overlay::start(config)
             .await
             .map_err(|error| format!("node {index} did not start: {error}"))?;
@@ -164,6 +173,7 @@ impl SimNode {
             index,
             peer_id,
             public,
+            bootstrapping,
             overlay,
             served,
             pending,
@@ -254,6 +264,11 @@ impl SimNode {
     /// Forgets `aor` here (its user moved to another node).
     pub fn unserve(&self, aor: &Aor) {
         lock(&self.served).remove(aor.as_str());
+    }
+
+    /// Whether the node was started with bootstrap addresses (and so will bootstrap).
+    pub fn has_bootstrap_peers(&self) -> bool {
+        self.bootstrapping
     }
 
     pub async fn stats(&self) -> Option<overlay::network::OverlayStats> {

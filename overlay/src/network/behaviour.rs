@@ -8,6 +8,7 @@ use libp2p::{
 };
 
 use super::config::{OverlayConfig, OverlayTransport};
+use super::keep_alive::RecheckKeepAlive;
 
 /// Kademlia protocol of the overlay; distinct from the IPFS DHT so the two never mix.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/p2psip/kad/1.0.0");
@@ -25,14 +26,15 @@ pub fn agent_version() -> String {
 pub(crate) struct OverlayBehaviour {
     pub kademlia: kad::Behaviour<kad::store::MemoryStore>,
     pub identify: identify::Behaviour,
-    pub ping: ping::Behaviour,
+    /// Off when [`OverlayConfig::ping_interval`] is `None`.
+    pub ping: Toggle<ping::Behaviour>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     /// Off when [`OverlayConfig::autonat`] is false.
     pub autonat: Toggle<autonat::Behaviour>,
     pub relay_client: relay::client::Behaviour,
     /// Always present; whether it advertises the hop protocol and accepts reservations is
     /// switched at runtime with [`relay::Behaviour::set_status`] as the role changes.
-    pub relay_server: relay::Behaviour,
+    pub relay_server: RecheckKeepAlive<relay::Behaviour>,
     pub dcutr: dcutr::Behaviour,
     pub sip_streams: libp2p_stream::Behaviour,
 }
@@ -147,14 +149,15 @@ fn kademlia_config(config: &OverlayConfig) -> kad::Config {
         .set_publication_interval(None)
         .set_provider_publication_interval(None)
         // Lookups merge every value found; write-back of one of them is not wanted.
-        .set_caching(kad::Caching::Disabled);
+        .set_caching(kad::Caching::Disabled)
+        .set_periodic_bootstrap_interval(config.routing_refresh_interval);
     kademlia
 }
 
 /// How a node checks its connections and its own reachability.
 #[derive(Debug, Clone, Copy)]
 struct Liveness {
-    ping_interval: std::time::Duration,
+    ping_interval: Option<std::time::Duration>,
     autonat: bool,
 }
 
@@ -187,7 +190,11 @@ fn new_behaviour(
     OverlayBehaviour {
         kademlia,
         identify,
-        ping: ping::Behaviour::new(ping::Config::new().with_interval(liveness.ping_interval)),
+        ping: Toggle::from(
+            liveness
+                .ping_interval
+                .map(|interval| ping::Behaviour::new(ping::Config::new().with_interval(interval))),
+        ),
         mdns: Toggle::from(mdns),
         autonat: Toggle::from(
             liveness
@@ -195,7 +202,9 @@ fn new_behaviour(
                 .then(|| autonat::Behaviour::new(local_peer_id, autonat::Config::default())),
         ),
         relay_client,
-        relay_server,
+        // Its handlers keep each connection open for a while without waking it when that while
+        // ends; without the wrapper, idle connections were never closed.
+        relay_server: RecheckKeepAlive::new(relay_server),
         dcutr: dcutr::Behaviour::new(local_peer_id),
         sip_streams: libp2p_stream::Behaviour::new(),
     }

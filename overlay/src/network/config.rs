@@ -143,9 +143,16 @@ pub struct OverlayConfig {
     /// A connection with no open stream is closed after this long.
     pub idle_connection_timeout: Duration,
     /// How often every connection is pinged (libp2p ping: a connection whose pings fail is
-    /// closed). Each ping costs a little CPU on both ends, which adds up when one process
-    /// holds many nodes (the simulator pings less often).
-    pub ping_interval: Duration,
+    /// closed); `None` runs no pings. Each ping costs a little CPU on both ends, which adds
+    /// up when one process holds many nodes: the simulator, whose links report a crashed
+    /// node at once, runs none.
+    pub ping_interval: Option<Duration>,
+    /// How often Kademlia refreshes the routing table (a lookup of the node's own id, then
+    /// one of a random id in every farther bucket); `None` refreshes only at start and when
+    /// the table has fewer than 20 entries. A refresh costs hundreds of DHT requests in a
+    /// network of a thousand nodes, so the simulator, which holds them all, refreshes less
+    /// often.
+    pub routing_refresh_interval: Option<Duration>,
     /// Run AutoNAT: ask other nodes to dial back, to confirm public addresses. `--role auto`
     /// needs it to promote a node; with a configured role it only confirms external
     /// addresses (the simulator, whose addresses are all known, turns it off).
@@ -189,7 +196,8 @@ impl OverlayConfig {
             event_queue_len: 1024,
             command_queue_len: 256,
             idle_connection_timeout: Duration::from_secs(60),
-            ping_interval: Duration::from_secs(15),
+            ping_interval: Some(Duration::from_secs(15)),
+            routing_refresh_interval: Some(Duration::from_secs(5 * 60)),
             autonat: true,
         }
     }

@@ -1527,6 +1527,7 @@ impl Driver {
         self.swarm
             .behaviour_mut()
             .relay_server
+            .inner_mut()
             .set_status(Some(relay_status(role == NodeRole::Supernode)));
         self.update_dht_mode();
         self.maintain_relay_reservation();
@@ -1772,6 +1773,7 @@ impl Driver {
             pinned_authorities: self.validator.pinned().len(),
             sip_messages_dropped: self.sip_dropped.load(Ordering::Relaxed),
             connected_peers: self.swarm.connected_peers().count(),
+            bootstrapped: self.bootstrapped,
         }
     }
 

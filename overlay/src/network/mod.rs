@@ -41,6 +41,7 @@ mod authority_fetch;
 mod behaviour;
 mod config;
 mod driver;
+mod keep_alive;
 mod records;
 mod roles;
 mod sip_stream;
@@ -286,6 +287,9 @@ pub struct OverlayStats {
     /// Inbound SIP messages dropped because the event queue was full.
     pub sip_messages_dropped: u64,
     pub connected_peers: usize,
+    /// The node's first routing-table bootstrap has finished (always false for a node
+    /// started without bootstrap addresses).
+    pub bootstrapped: bool,
 }
 
 /// Why a command got no answer.

@@ -132,6 +132,12 @@ const COLUMNS: &[Column] = &[
     ("frames_per_node_per_sec", |r| {
         number(r.traffic.frames_per_node_per_sec)
     }),
+    ("connected_peers_mean", |r| {
+        number(r.traffic.connected_peers_mean)
+    }),
+    ("connected_peers_max", |r| {
+        r.traffic.connected_peers_max.to_string()
+    }),
     ("peak_rss_bytes", |r| r.memory.peak_rss_bytes.to_string()),
     ("per_node_bytes", |r| r.memory.per_node_bytes.to_string()),
     ("max_live_nodes", |r| r.max_live_nodes.to_string()),

@@ -90,6 +90,9 @@ pub struct TrafficSummary {
     pub connections_opened: u64,
     pub bytes_per_node_per_sec: f64,
     pub frames_per_node_per_sec: f64,
+    /// Peers each live honest node was connected to at the end of the run: mean and most.
+    pub connected_peers_mean: f64,
+    pub connected_peers_max: u64,
 }
 
 /// Resident memory of the simulator process.

@@ -126,6 +126,14 @@ pub fn summary_table(report: &Report) -> String {
             traffic.connections_opened
         ),
     );
+    t.row(
+        "Connected peers",
+        format!(
+            "{} per node at the end (most {})",
+            decimal(traffic.connected_peers_mean),
+            traffic.connected_peers_max
+        ),
+    );
     let memory = &report.memory;
     t.row(
         "Memory",

@@ -74,6 +74,8 @@ fn sample_report() -> Report {
             connections_opened: 12_345,
             bytes_per_node_per_sec: 12_800.0,
             frames_per_node_per_sec: 150.0,
+            connected_peers_mean: 41.5,
+            connected_peers_max: 97,
         },
         memory: MemorySummary {
             baseline_rss_bytes: 20 * 1024 * 1024,

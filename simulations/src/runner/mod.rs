@@ -31,6 +31,10 @@ pub use memory::{peak_rss_bytes, rss_bytes};
 
 /// Nodes started at once during setup; the next batch starts when these are up.
 const START_BATCH: usize = 50;
+/// Longest wait for one batch's bootstraps before the next batch starts anyway.
+const BOOTSTRAP_WAIT: Duration = Duration::from_secs(60);
+/// How often a waiting batch is asked whether it has bootstrapped.
+const BOOTSTRAP_POLL: Duration = Duration::from_millis(100);
 /// Registrations and final-check lookups running at once.
 const SETUP_CONCURRENCY: usize = 128;
 
@@ -89,16 +93,17 @@ pub async fn run_with_validator(
     progress.phase("starting nodes", args.nodes as u64);
     let mut initial = Vec::with_capacity(honest);
     for batch in public_flags.chunks(START_BATCH) {
+        let mut started = Vec::with_capacity(batch.len());
         for &public in batch {
             let node = population
                 .start_honest(public, &mut rng)
                 .await
                 .map_err(SimError::Node)?;
             initial.push(node.index);
+            started.push(node);
         }
         progress.inc(batch.len() as u64);
-        // Lets the batch's bootstrap queries run before the next batch asks them.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        await_bootstrap(&started).await;
     }
     for i in 0..args.adversary_count() {
         let kind = args.adversary_kinds[i % args.adversary_kinds.len()];
@@ -119,7 +124,7 @@ pub async fn run_with_validator(
 
     settle(&progress, args.settle).await;
     let (final_lookups, final_forged) = final_check(&mut workload, &progress).await;
-    let records_refused = refusals(&workload.population).await;
+    let census = census(&workload.population).await;
     let adversary_actions = workload.population.adversary_actions();
     let node_seconds = workload.population.node_seconds();
     let traffic = network.total_traffic();
@@ -144,7 +149,7 @@ pub async fn run_with_validator(
         records_lost: final_lookups.attempted - final_lookups.succeeded,
         final_lookups,
         forged_accepted: gathered.forged_accepted + final_forged,
-        records_refused,
+        records_refused: census.records_refused,
         adversary_actions,
         lookup_latency_ms: Percentiles::of(&gathered.lookup_latency_ms),
         lookup_requests: Percentiles::of(&gathered.lookup_requests),
@@ -155,6 +160,8 @@ pub async fn run_with_validator(
             connections_opened: traffic.connections_opened,
             bytes_per_node_per_sec: per_node_rate(traffic.bytes_sent),
             frames_per_node_per_sec: per_node_rate(traffic.frames_sent),
+            connected_peers_mean: census.connected_peers_mean,
+            connected_peers_max: census.connected_peers_max,
         },
         memory: MemorySummary {
             baseline_rss_bytes: baseline_rss,
@@ -187,6 +194,30 @@ fn make_users(count: usize) -> Vec<User> {
             contacts: Vec::new(),
         })
         .collect()
+}
+
+/// Waits until every node of a batch has finished its first routing-table bootstrap, or
+/// [`BOOTSTRAP_WAIT`] has passed. A bootstrap costs hundreds of DHT requests in a large
+/// network; starting the next batch only then keeps the machine from falling behind, which
+/// would time requests out and leave nodes with half-filled routing tables.
+async fn await_bootstrap(batch: &[Arc<crate::node::SimNode>]) {
+    let deadline = tokio::time::Instant::now() + BOOTSTRAP_WAIT;
+    let mut pending: Vec<_> = batch.iter().collect();
+    while !pending.is_empty() && tokio::time::Instant::now() < deadline {
+        let mut still = Vec::with_capacity(pending.len());
+        for node in pending {
+            // The first node has nobody to bootstrap from; a stopped node never will.
+            let waiting = node.has_bootstrap_peers()
+                && node.stats().await.is_some_and(|stats| !stats.bootstrapped);
+            if waiting {
+                still.push(node);
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(BOOTSTRAP_POLL).await;
+        }
+    }
 }
 
 async fn settle(progress: &Progress, seconds: u64) {
@@ -288,15 +319,33 @@ fn tally(outcome: &mut Outcome, forged: &mut u64, verdict: workload::Verdict, pr
     progress.inc(1);
 }
 
-/// Records refused by the live honest nodes' validators.
-async fn refusals(population: &Population) -> u64 {
-    let mut total = 0;
+/// What the live honest nodes report at the end of the run.
+struct Census {
+    /// Records refused by their validators.
+    records_refused: u64,
+    connected_peers_mean: f64,
+    connected_peers_max: u64,
+}
+
+async fn census(population: &Population) -> Census {
+    let mut records_refused = 0;
+    let mut connected_total = 0u64;
+    let mut connected_max = 0u64;
+    let mut counted = 0u64;
     for node in population.honest_nodes() {
         if let Some(stats) = node.stats().await {
-            total += stats.validation.total_refused();
+            records_refused += stats.validation.total_refused();
+            let connected = stats.connected_peers as u64;
+            connected_total += connected;
+            connected_max = connected_max.max(connected);
+            counted += 1;
         }
     }
-    total
+    Census {
+        records_refused,
+        connected_peers_mean: connected_total as f64 / counted.max(1) as f64,
+        connected_peers_max: connected_max,
+    }
 }
 
 fn echo(args: &SimArgs) -> ScenarioEcho {
