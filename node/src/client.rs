@@ -125,12 +125,21 @@ fn init_logging(args: &ClientArgs) {
         .init();
 }
 
-/// Runs `work` on a fresh runtime, bounded by the client's timeout.
-fn run<F, Fut>(client: Client, work: F) -> ExitCode
+/// Checks `args`, starts the overlay client on a fresh runtime, waits until it reaches a
+/// node, and runs `work`; all of it bounded by the client's timeout.
+fn run<F, Fut>(args: &ClientArgs, work: F) -> ExitCode
 where
     F: FnOnce(Overlay, Instant) -> Fut,
     Fut: std::future::Future<Output = u8>,
 {
+    let client = match prepare(args) {
+        Ok(client) => client,
+        Err(UsageError(message)) => {
+            eprintln!("p2psip: {message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    init_logging(args);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -168,6 +177,11 @@ where
                 return EXIT_NOT_FOUND;
             }
         };
+        if !wait_for_connection(&overlay, deadline).await {
+            eprintln!("p2psip: no overlay node could be reached");
+            overlay.shutdown().await;
+            return EXIT_NOT_FOUND;
+        }
         let code = match tokio::time::timeout_at(deadline, work(overlay.clone(), deadline)).await {
             Ok(code) => code,
             Err(_) => {
@@ -199,20 +213,8 @@ pub fn lookup(args: &LookupArgs) -> ExitCode {
         );
         return ExitCode::from(EXIT_USAGE);
     }
-    let client = match prepare(&args.client) {
-        Ok(client) => client,
-        Err(UsageError(message)) => {
-            eprintln!("p2psip: {message}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    init_logging(&args.client);
     let repeat = args.repeat;
-    run(client, move |overlay, deadline| async move {
-        if !wait_for_connection(&overlay, deadline).await {
-            eprintln!("p2psip: no overlay node could be reached");
-            return EXIT_NOT_FOUND;
-        }
+    run(&args.client, move |overlay, deadline| async move {
         if repeat > 1 {
             return lookup_repeatedly(&overlay, &aor, repeat, deadline).await;
         }
@@ -252,19 +254,7 @@ pub fn lookup(args: &LookupArgs) -> ExitCode {
 /// current authority record, so a domain already held by another key is refused here).
 /// Exit status 0 when at least one node took the put, 1 otherwise, 2 for usage errors.
 pub fn publish_authority(args: &ClientArgs, record: AuthorityRecord) -> ExitCode {
-    let client = match prepare(args) {
-        Ok(client) => client,
-        Err(UsageError(message)) => {
-            eprintln!("p2psip: {message}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    init_logging(args);
-    run(client, move |overlay, deadline| async move {
-        if !wait_for_connection(&overlay, deadline).await {
-            eprintln!("p2psip: no overlay node could be reached");
-            return EXIT_NOT_FOUND;
-        }
+    run(args, move |overlay, deadline| async move {
         let half_time = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2;
         settled_peers(&overlay, half_time).await;
         let domain = record.domain.clone();
@@ -429,19 +419,7 @@ fn describe_repeat(aor: &Aor, stats: &RepeatStats) -> String {
 
 /// `p2psip peers`.
 pub fn peers(args: &ClientArgs) -> ExitCode {
-    let client = match prepare(args) {
-        Ok(client) => client,
-        Err(UsageError(message)) => {
-            eprintln!("p2psip: {message}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
-    init_logging(args);
-    run(client, |overlay, deadline| async move {
-        if !wait_for_connection(&overlay, deadline).await {
-            eprintln!("p2psip: no overlay node could be reached");
-            return EXIT_NOT_FOUND;
-        }
+    run(args, |overlay, deadline| async move {
         // The bootstrap query fills the table over a few round trips; print once it holds
         // still (or just before the deadline).
         let print_by = deadline

@@ -98,7 +98,7 @@ pub struct SimNode {
     /// Reachable (a supernode) or behind NAT (a peer).
     pub public: bool,
     /// Started with bootstrap addresses (every node but the first).
-    bootstrapping: bool,
+    has_bootstrap_peers: bool,
     overlay: Overlay,
     /// AoRs (canonical text) this node serves; the call answerer reads it.
     served: Arc<Mutex<HashSet<String>>>,
@@ -134,7 +134,7 @@ impl SimNode {
             network.authenticated_transport(index, keypair, security)
         }));
         config.listen = vec![node_address(index)];
-        let bootstrapping = !bootstrap.is_empty();
+        let has_bootstrap_peers = !bootstrap.is_empty();
         config.bootstrap = bootstrap;
         config.mdns = false;
         config.role = if public {
@@ -149,8 +149,9 @@ impl SimNode {
         // Thousands of nodes share two cores here: pings every 15 s on every connection
         // cost more CPU than the whole workload, and a crashed simulated node's connections
         // end at once anyway. Roles are configured and addresses known, so AutoNAT has
-        // nothing to find. A routing-table refresh every 5 min on every node would keep both
-        // cores busy at 1,000 nodes, and idle connections kept for a minute cost memory.
+        // nothing to find. A routing-table refresh costs as much as the node's first bootstrap,
+        // so every 5 min on every node would be like starting the network again every 5 min;
+        // idle connections kept for a minute cost memory.
         config.ping_interval = None;
         config.autonat = false;
         config.routing_refresh_interval = Some(SIM_ROUTING_REFRESH_INTERVAL);
@@ -173,7 +174,7 @@ impl SimNode {
             index,
             peer_id,
             public,
-            bootstrapping,
+            has_bootstrap_peers,
             overlay,
             served,
             pending,
@@ -268,7 +269,7 @@ impl SimNode {
 
     /// Whether the node was started with bootstrap addresses (and so will bootstrap).
     pub fn has_bootstrap_peers(&self) -> bool {
-        self.bootstrapping
+        self.has_bootstrap_peers
     }
 
     pub async fn stats(&self) -> Option<overlay::network::OverlayStats> {

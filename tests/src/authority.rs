@@ -1,11 +1,11 @@
 //! Helpers of the domain-authority tests: `p2psip domain` runs, registrations at mesh
 //! nodes, and waits for the validators' refusals to show in a node's counters and logs.
 
-use crate::mesh::{run_p2psip, wait_until_found, CommandOutcome, MeshNode};
+use crate::mesh::{run_p2psip, wait_until_found, CommandOutcome, MeshNode, MeshNodeConfig};
 use crate::raw_udp::{Request, UdpClient};
-use crate::{test_dir, DOMAIN};
+use crate::{test_dir, TestDir, DOMAIN};
 use anyhow::{bail, ensure, Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Bound on waiting for a refusal or a log line to show in a node's counters (node.json is
@@ -39,6 +39,61 @@ pub fn init_domain(authority_dir: &Path, limit: Duration) -> Result<(String, Str
         .with_context(|| format!("no trust anchor line in:\n{out}"))?
         .to_string();
     Ok((anchor, out))
+}
+
+/// A node whose key is made before it starts, so that [`DOMAIN`] can be delegated to it
+/// (`p2psip domain delegate`) by the authority in an `authority_dir`.
+pub struct DelegatedNode {
+    /// Holds the data directory and the delegation file.
+    _dir: TestDir,
+    pub data_dir: PathBuf,
+    pub peer_id: String,
+    pub delegation_file: PathBuf,
+    /// The delegation line `p2psip domain delegate` printed.
+    pub printed: String,
+}
+
+impl DelegatedNode {
+    /// Makes the key in a fresh directory named with `dir_prefix` and the delegation, the
+    /// `p2psip domain delegate` run bounded by `limit`.
+    pub fn create(authority_dir: &Path, dir_prefix: &str, limit: Duration) -> Result<Self> {
+        let dir = test_dir(dir_prefix)?;
+        let data_dir = dir.path().join("data");
+        let peer_id = overlay::network::load_or_create_keypair(&data_dir)?
+            .public()
+            .to_peer_id()
+            .to_string();
+        let delegation_file = dir.path().join("node.delegations");
+        let printed = domain(
+            &[
+                "delegate",
+                &peer_id,
+                "--domain",
+                DOMAIN,
+                "--data-dir",
+                &authority_dir.display().to_string(),
+                "--out",
+                &delegation_file.display().to_string(),
+            ],
+            limit,
+        )?;
+        Ok(DelegatedNode {
+            _dir: dir,
+            data_dir,
+            peer_id,
+            delegation_file,
+            printed,
+        })
+    }
+
+    /// `config` with this node's data directory and delegation.
+    pub fn configure(&self, config: MeshNodeConfig) -> MeshNodeConfig {
+        MeshNodeConfig {
+            delegations: vec![self.delegation_file.clone()],
+            data_dir: Some(self.data_dir.clone()),
+            ..config
+        }
+    }
 }
 
 /// `p2psip lookup <aor> --bootstrap <via>`, with `--trust-anchor <anchor>` when given, in a

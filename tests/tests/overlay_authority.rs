@@ -25,8 +25,8 @@ use overlay::key::Aor;
 use overlay::network::{DhtMode, Overlay, OverlayConfig, PublishReport};
 use overlay::record::RecordBinding;
 use p2psip_tests::authority::{
-    self, expect_only_entry, register, wait_for_log, wait_for_unauthorised, PUBLISH_ATTEMPTS,
-    PUBLISH_LIMIT,
+    self, expect_only_entry, register, wait_for_log, wait_for_unauthorised, DelegatedNode,
+    PUBLISH_ATTEMPTS, PUBLISH_LIMIT,
 };
 use p2psip_tests::{
     lookup, missing_flags, test_dir, wait_until_found, Mesh, MeshNode, MeshNodeConfig, DOMAIN,
@@ -212,47 +212,30 @@ fn only_a_delegated_node_can_write_a_users_registration() -> Result<()> {
     let anchor = init_domain(authority.path())?;
 
     // Node 1's key is made before it starts, so that its delegation can be issued.
-    let node1_dir = test_dir("p2psip-node1-")?;
-    let node1_data = node1_dir.path().join("data");
-    let node1_peer = overlay::network::load_or_create_keypair(&node1_data)?
-        .public()
-        .to_peer_id()
-        .to_string();
-    let delegation_file = node1_dir.path().join("node1.delegations");
-    let printed = authority::domain(
-        &[
-            "delegate",
-            &node1_peer,
-            "--domain",
-            DOMAIN,
-            "--data-dir",
-            &authority.path().display().to_string(),
-            "--out",
-            &delegation_file.display().to_string(),
-        ],
-        DOMAIN_LIMIT,
-    )?;
-    let written = std::fs::read_to_string(&delegation_file)?;
+    let node1 = DelegatedNode::create(authority.path(), "p2psip-node1-", DOMAIN_LIMIT)?;
+    let written = std::fs::read_to_string(&node1.delegation_file)?;
     ensure!(
-        written.lines().any(|line| line == printed.trim()),
-        "the printed delegation {printed:?} is not in {}:\n{written}",
-        delegation_file.display()
+        written.lines().any(|line| line == node1.printed.trim()),
+        "the printed delegation {:?} is not in {}:\n{written}",
+        node1.printed,
+        node1.delegation_file.display()
     );
 
     let configs = (0..4)
-        .map(|i| MeshNodeConfig {
-            trust_anchors: vec![anchor.clone()],
-            delegations: if i == 1 {
-                vec![delegation_file.clone()]
+        .map(|i| {
+            let config = MeshNodeConfig {
+                trust_anchors: vec![anchor.clone()],
+                ..MeshNodeConfig::default()
+            };
+            if i == 1 {
+                node1.configure(config)
             } else {
-                Vec::new()
-            },
-            data_dir: (i == 1).then(|| node1_data.clone()),
-            ..MeshNodeConfig::default()
+                config
+            }
         })
         .collect();
     let mut mesh = Mesh::start_configured(configs)?;
-    let result = authority_flow(&mesh, &node1_peer);
+    let result = authority_flow(&mesh, &node1.peer_id);
     let result = result.and_then(|()| mesh.check_alive());
     mesh.context(result)?;
     eprintln!(

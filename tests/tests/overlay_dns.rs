@@ -16,6 +16,7 @@ use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
 use hickory_server::Server;
 use p2psip_tests::authority::{
     self, expect_only_entry, lookup_fresh, register_delegated_then_rogue, wait_for_log,
+    DelegatedNode,
 };
 use p2psip_tests::{missing_flags, test_dir, Mesh, MeshNode, MeshNodeConfig, DOMAIN};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -174,41 +175,23 @@ fn an_authority_key_found_in_dns_is_enforced() -> Result<()> {
     );
 
     // Node 1's key is made before it starts, so that its delegation can be issued.
-    let node1_dir = test_dir("p2psip-dns-node1-")?;
-    let node1_data = node1_dir.path().join("data");
-    let node1_peer = overlay::network::load_or_create_keypair(&node1_data)?
-        .public()
-        .to_peer_id()
-        .to_string();
-    let delegation_file = node1_dir.path().join("node1.delegations");
-    authority::domain(
-        &[
-            "delegate",
-            &node1_peer,
-            "--domain",
-            DOMAIN,
-            "--data-dir",
-            &authority.path().display().to_string(),
-            "--out",
-            &delegation_file.display().to_string(),
-        ],
-        COMMAND_LIMIT,
-    )?;
+    let node1 = DelegatedNode::create(authority.path(), "p2psip-dns-node1-", COMMAND_LIMIT)?;
 
     let configs = (0..3)
-        .map(|i| MeshNodeConfig {
-            delegations: if i == 1 {
-                vec![delegation_file.clone()]
+        .map(|i| {
+            let config = MeshNodeConfig {
+                extra_args: vec!["--dns-server".to_string(), name_server.addr.to_string()],
+                ..MeshNodeConfig::default()
+            };
+            if i == 1 {
+                node1.configure(config)
             } else {
-                Vec::new()
-            },
-            data_dir: (i == 1).then(|| node1_data.clone()),
-            extra_args: vec!["--dns-server".to_string(), name_server.addr.to_string()],
-            ..MeshNodeConfig::default()
+                config
+            }
         })
         .collect();
     let mut mesh = Mesh::start_configured(configs)?;
-    let result = dns_flow(&mesh, &node1_peer, &anchor, &key);
+    let result = dns_flow(&mesh, &node1.peer_id, &anchor, &key);
     let result = result.and_then(|()| mesh.check_alive());
     mesh.context(result)?;
     drop(name_server);

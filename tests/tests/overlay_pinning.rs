@@ -12,7 +12,7 @@
 
 use anyhow::{ensure, Context, Result};
 use p2psip_tests::authority::{
-    self, expect_only_entry, lookup_fresh, register_delegated_then_rogue,
+    self, expect_only_entry, lookup_fresh, register_delegated_then_rogue, DelegatedNode,
 };
 use p2psip_tests::{
     missing_flags, run_p2psip, test_dir, CommandOutcome, Mesh, MeshNode, MeshNodeConfig, DOMAIN,
@@ -111,41 +111,23 @@ fn a_published_authority_key_is_pinned_first_come() -> Result<()> {
     );
 
     // Node 1's key is made before it starts, so that its delegation can be issued.
-    let node1_dir = test_dir("p2psip-node1-")?;
-    let node1_data = node1_dir.path().join("data");
-    let node1_peer = overlay::network::load_or_create_keypair(&node1_data)?
-        .public()
-        .to_peer_id()
-        .to_string();
-    let delegation_file = node1_dir.path().join("node1.delegations");
-    authority::domain(
-        &[
-            "delegate",
-            &node1_peer,
-            "--domain",
-            DOMAIN,
-            "--data-dir",
-            &authority.path().display().to_string(),
-            "--out",
-            &delegation_file.display().to_string(),
-        ],
-        DOMAIN_LIMIT,
-    )?;
+    let node1 = DelegatedNode::create(authority.path(), "p2psip-node1-", DOMAIN_LIMIT)?;
 
     let configs = (0..4)
-        .map(|i| MeshNodeConfig {
-            authority_mode: Some("open".to_string()),
-            delegations: if i == 1 {
-                vec![delegation_file.clone()]
+        .map(|i| {
+            let config = MeshNodeConfig {
+                authority_mode: Some("open".to_string()),
+                ..MeshNodeConfig::default()
+            };
+            if i == 1 {
+                node1.configure(config)
             } else {
-                Vec::new()
-            },
-            data_dir: (i == 1).then(|| node1_data.clone()),
-            ..MeshNodeConfig::default()
+                config
+            }
         })
         .collect();
     let mut mesh = Mesh::start_configured(configs)?;
-    let result = pinning_flow(&mesh, &node1_peer, authority.path(), &anchor);
+    let result = pinning_flow(&mesh, &node1.peer_id, authority.path(), &anchor);
     let result = result.and_then(|()| mesh.check_alive());
     mesh.context(result)?;
     eprintln!(

@@ -149,9 +149,9 @@ pub struct OverlayConfig {
     pub ping_interval: Option<Duration>,
     /// How often Kademlia refreshes the routing table (a lookup of the node's own id, then
     /// one of a random id in every farther bucket); `None` refreshes only at start and when
-    /// the table has fewer than 20 entries. A refresh costs hundreds of DHT requests in a
-    /// network of a thousand nodes, so the simulator, which holds them all, refreshes less
-    /// often.
+    /// the table has fewer than 20 entries. Each of those lookups asks until 20 nodes have
+    /// answered, so a refresh is hundreds of DHT requests in a large network; the simulator,
+    /// which holds every node in one process, refreshes less often.
     pub routing_refresh_interval: Option<Duration>,
     /// Run AutoNAT: ask other nodes to dial back, to confirm public addresses. `--role auto`
     /// needs it to promote a node; with a configured role it only confirms external

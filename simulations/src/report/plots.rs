@@ -143,14 +143,7 @@ fn cdf(report: &Report, spec: &Cdf<'_>) -> Result<String, String> {
                     .label(format!("{name} = {}", ms(value)))
                     .legend(move |(x, y)| legend_line(x, y, colour));
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .label_font((FONT, 15))
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK)
-                .draw()
-                .map_err(draw_error)?;
+            draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         }
         root.present().map_err(draw_error)?;
     }
@@ -289,14 +282,7 @@ pub(crate) fn success_over_time(report: &Report) -> Result<String, String> {
             ] {
                 draw_ratio(&mut ratios, timeline, name, colour, pick)?;
             }
-            ratios
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerLeft)
-                .label_font((FONT, 15))
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK)
-                .draw()
-                .map_err(draw_error)?;
+            draw_legend(&mut ratios, SeriesLabelPosition::LowerLeft)?;
         }
 
         let mut live = ChartBuilder::on(&bottom)
@@ -327,20 +313,15 @@ pub(crate) fn success_over_time(report: &Report) -> Result<String, String> {
             .map_err(draw_error)?
             .label(format!("live nodes (max {live_max})"))
             .legend(|(x, y)| legend_line(x, y, LIVE_COLOUR));
-            live.configure_series_labels()
-                .position(SeriesLabelPosition::LowerLeft)
-                .label_font((FONT, 15))
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK)
-                .draw()
-                .map_err(draw_error)?;
+            draw_legend(&mut live, SeriesLabelPosition::LowerLeft)?;
         }
         root.present().map_err(draw_error)?;
     }
     Ok(svg)
 }
 
-type RatioChart<'a, 'b> = ChartContext<
+/// Every chart here: f64 on both axes.
+type Chart<'a, 'b> = ChartContext<
     'a,
     Svg<'b>,
     Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
@@ -350,7 +331,7 @@ type RatioChart<'a, 'b> = ChartContext<
 /// model's 1.0 would show a success that did not happen), so the line breaks there; every
 /// interval with a ratio also gets a dot, so isolated ones stay visible.
 fn draw_ratio(
-    chart: &mut RatioChart<'_, '_>,
+    chart: &mut Chart<'_, '_>,
     timeline: &[super::TimelineSample],
     name: &str,
     colour: RGBColor,
@@ -388,6 +369,21 @@ fn draw_ratio(
         .label(label)
         .legend(move |(x, y)| legend_line(x, y, colour));
     Ok(())
+}
+
+/// The legend box, the same on every chart.
+fn draw_legend<'a, 'b: 'a>(
+    chart: &mut Chart<'a, 'b>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font((FONT, 15))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(draw_error)
 }
 
 /// Decimals for axis labels over `span`: "50", not "50.0", on a 0..200 ms axis.
