@@ -21,7 +21,7 @@ mod sipp;
 mod users;
 
 pub use mesh::{
-    in_netns, lookup, missing_flags, peers, rerun_in_netns, run_bounded, run_p2psip,
+    in_netns, lookup, peers, require_flags, rerun_in_netns, run_bounded, run_p2psip,
     wait_until_found, CommandOutcome, Mesh, MeshNode, MeshNodeConfig, NetnsRun, OverlayInfo,
     IN_NETNS_ENV, NETNS_ADDR, P2P_LISTEN,
 };

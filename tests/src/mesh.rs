@@ -899,22 +899,28 @@ pub fn peers(args: &[String]) -> Result<CommandOutcome> {
     run_p2psip(&all, SUBCOMMAND_LIMIT)
 }
 
-/// The flags of `p2psip <subcommand> --help` that are missing from `wanted` (e.g. to tell
-/// whether the binary already has the overlay options); an error if the help cannot be
-/// run.
-pub fn missing_flags(subcommand: &str, wanted: &[&str]) -> Result<Vec<String>> {
+/// Fails, naming what is missing, unless `p2psip <subcommand> --help` lists every one of
+/// `wanted` (options or subcommands): a clear message when the binary lacks what a test
+/// drives, or an error if the help cannot be run.
+pub fn require_flags(subcommand: &str, wanted: &[&str]) -> Result<()> {
     let outcome = run_p2psip(
         &[subcommand.to_string(), "--help".to_string()],
         Duration::from_secs(10),
-    )?;
+    )
+    .with_context(|| format!("`p2psip {subcommand} --help`"))?;
     if !outcome.success() {
         bail!("{outcome}");
     }
-    Ok(wanted
+    let missing: Vec<&str> = wanted
         .iter()
-        .filter(|flag| !outcome.stdout.contains(*flag))
-        .map(|flag| flag.to_string())
-        .collect())
+        .copied()
+        .filter(|flag| !outcome.stdout.contains(flag))
+        .collect();
+    ensure!(
+        missing.is_empty(),
+        "`p2psip {subcommand}` has no {missing:?}; this test needs them"
+    );
+    Ok(())
 }
 
 fn command_line(cmd: &Command) -> String {
