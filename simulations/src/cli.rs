@@ -28,13 +28,7 @@ pub fn run_cli(args: &SimArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
-    let workers = std::thread::available_parallelism().map_or(2, usize::from);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("p2psip-sim")
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::runner::runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("p2psip sim: cannot start the runtime: {error}");

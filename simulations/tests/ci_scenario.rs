@@ -38,11 +38,7 @@ fn ci_args() -> SimArgs {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    simulations::runner::runtime().unwrap()
 }
 
 fn run_scenario(args: &SimArgs) -> Report {

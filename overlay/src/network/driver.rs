@@ -401,7 +401,7 @@ impl Driver {
     fn hand_off_stored_records(&mut self) -> usize {
         let room = MAX_HANDOFF_RECORDS.saturating_sub(self.handoff_queries.len());
         let fanout = self.config.replication_factor.get();
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         let kademlia = &mut self.swarm.behaviour_mut().kademlia;
         let records: Vec<kad::Record> = kademlia
             .store_mut()
@@ -1098,7 +1098,7 @@ impl Driver {
 
     /// Removes records whose bindings have all expired from the local store.
     fn purge_expired(&mut self) {
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         let store = self.swarm.behaviour_mut().kademlia.store_mut();
         let expired: Vec<kad::RecordKey> = store
             .records()

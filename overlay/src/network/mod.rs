@@ -65,7 +65,7 @@ pub use config::{
     default_listen_addr, load_or_create_keypair, DhtMode, KeyFileError, OverlayConfig,
     OverlayTransport, TransportFactory, NODE_KEY_FILE,
 };
-pub use records::{now_unix, now_unix_millis, peer_id_of, without_peer_id};
+pub use records::{follow_tokio_clock, now_unix, now_unix_millis, peer_id_of, without_peer_id};
 pub use roles::{BadRoleSetting, NodeRole, RoleSetting};
 
 /// Tracing target of the debug event `record stored` that a DHT server logs for every

@@ -3,34 +3,61 @@
 
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use libp2p::multiaddr::Protocol;
 use libp2p::{kad, Multiaddr, PeerId};
+use tokio::time::Instant;
 
 use crate::authority::Delegation;
 use crate::record::{RegistrationRecord, MAX_ADDRS_PER_ENTRY, MAX_ADDR_BYTES};
 
-/// Wall-clock unix seconds, as records count time. A clock before 1970 reads as 0, which
-/// makes every record look fresh rather than crashing the node.
-/// The current time in whole seconds since the Unix epoch, as records carry it.
-pub fn now_unix() -> u64 {
+/// When set, unix time is this unix time plus the tokio time elapsed since this instant.
+static UNIX_TIME_FROM_TOKIO_CLOCK: Mutex<Option<(Instant, Duration)>> = Mutex::new(None);
+
+/// Makes unix time, as records count it, advance with tokio's clock from now on, for the
+/// whole process. The simulator calls it from its paused runtime so that registrations
+/// expire in its virtual time; nodes of a real deployment never do (they follow the
+/// system's wall clock, including its corrections).
+pub fn follow_tokio_clock() {
+    let base = (Instant::now(), system_unix_time());
+    *UNIX_TIME_FROM_TOKIO_CLOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(base);
+}
+
+/// The current unix time: the system's wall clock, or tokio's clock after
+/// [`follow_tokio_clock`]. A wall clock before 1970 reads as 0, which makes every record
+/// look fresh rather than crashing the node.
+fn unix_time() -> Duration {
+    let base = *UNIX_TIME_FROM_TOKIO_CLOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match base {
+        Some((instant, unix)) => unix + instant.elapsed(),
+        None => system_unix_time(),
+    }
+}
+
+fn system_unix_time() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or(0)
+        .unwrap_or(Duration::ZERO)
+}
+
+/// The current time in whole seconds since the Unix epoch, as records carry it.
+pub fn now_unix() -> u64 {
+    unix_time().as_secs()
 }
 
 pub fn now_unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    u64::try_from(unix_time().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The monotonic instant at which unix time `expires_at` is reached, seen from `now_unix`.
 pub(crate) fn instant_at(expires_at: u64, now_unix: u64) -> Instant {
-    let remaining = std::time::Duration::from_secs(expires_at.saturating_sub(now_unix));
+    let remaining = Duration::from_secs(expires_at.saturating_sub(now_unix));
     let now = Instant::now();
     now.checked_add(remaining).unwrap_or(now)
 }

@@ -2,7 +2,9 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};

@@ -9,7 +9,9 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use libp2p::PeerId;
 use overlay::key::Aor;
@@ -169,7 +171,7 @@ impl<'a> Workload<'a> {
         let mut shown_secs = 0;
         while let Some(Reverse(step)) = self.queue.pop() {
             let at = Duration::from_millis(step.at_ms);
-            tokio::time::sleep_until((self.start + at).into()).await;
+            tokio::time::sleep_until(self.start + at).await;
             let elapsed = self.start.elapsed().as_secs().min(self.args.duration);
             if elapsed > shown_secs {
                 self.progress.inc(elapsed - shown_secs);
