@@ -116,6 +116,16 @@ pub struct TimelineSample {
     pub calls: Outcome,
 }
 
+/// How long one phase of the run (starting nodes, registering, the workload...) took.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PhaseTiming {
+    pub name: String,
+    /// On the machine's clock.
+    pub wall_secs: f64,
+    /// In the run's virtual time: how much network time the phase covered.
+    pub simulated_secs: f64,
+}
+
 /// One invariant checked at the end of the run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvariantResult {
@@ -160,6 +170,8 @@ pub struct Report {
     pub nodes_crashed: usize,
     pub max_live_nodes: usize,
     pub wall_time_secs: f64,
+    /// The run's phases in order, each timed on the machine's clock and in virtual time.
+    pub phases: Vec<PhaseTiming>,
     pub timeline: Vec<TimelineSample>,
     /// Lookup latencies (ms) of successful lookups, at most [`MAX_LATENCY_SAMPLES`], for
     /// the CDF plot.

@@ -1,11 +1,14 @@
-//! Progress of a run on stderr: one bar per phase (start nodes, bootstrap, workload, final
-//! check...), ticked by the tasks doing the work.
+//! Progress of a run: its phases (start nodes, bootstrap, workload, final check...), timed
+//! for the report, and drawn on stderr as one bar per phase, ticked by the tasks doing the
+//! work.
 
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::PhaseTiming;
 
 /// Redraws per second at most: enough to look live, cheap even when thousands of tasks tick.
 const REFRESH_HZ: u8 = 10;
@@ -15,14 +18,35 @@ const BAR_TEMPLATE: &str =
     "{prefix:>12} [{elapsed_precise}] [{bar:40}] {pos}/{len} (eta {eta}) {msg}";
 const SPINNER_TEMPLATE: &str = "{prefix:>12} [{elapsed_precise}] {spinner} {pos} {msg}";
 
-/// A progress display, cheap to clone and shareable between tasks. A disabled one draws
-/// nothing and costs one branch per call.
+/// A run's progress, cheap to clone and shareable between tasks. Phases are timed whether
+/// or not the display is enabled; a disabled display draws nothing.
 #[derive(Clone, Default)]
 pub struct Progress {
     /// `None` when disabled; otherwise the current phase's bar, if a phase started.
     inner: Option<Arc<Mutex<Option<ProgressBar>>>>,
     /// New bars draw nowhere: lets tests run the enabled path silently.
     hidden_target: bool,
+    timings: Arc<Mutex<PhaseLog>>,
+}
+
+/// The phases so far. Bounded by the run's code: a run has a handful of phases.
+#[derive(Default)]
+struct PhaseLog {
+    /// The phase running: its name and when it started on both clocks.
+    open: Option<(String, std::time::Instant, tokio::time::Instant)>,
+    done: Vec<PhaseTiming>,
+}
+
+impl PhaseLog {
+    fn close(&mut self) {
+        if let Some((name, wall, simulated)) = self.open.take() {
+            self.done.push(PhaseTiming {
+                name,
+                wall_secs: wall.elapsed().as_secs_f64(),
+                simulated_secs: simulated.elapsed().as_secs_f64(),
+            });
+        }
+    }
 }
 
 impl std::fmt::Debug for Progress {
@@ -39,6 +63,7 @@ impl Progress {
         Progress {
             inner: enabled.then(|| Arc::new(Mutex::new(None))),
             hidden_target: false,
+            timings: Arc::default(),
         }
     }
 
@@ -56,6 +81,15 @@ impl Progress {
     /// and starts a new one named `name`. `total` 0 means the length is unknown: a spinner
     /// with the count.
     pub fn phase(&self, name: &str, total: u64) {
+        {
+            let mut timings = crate::lock(&self.timings);
+            timings.close();
+            timings.open = Some((
+                name.to_owned(),
+                std::time::Instant::now(),
+                tokio::time::Instant::now(),
+            ));
+        }
         let Some(inner) = &self.inner else {
             return;
         };
@@ -102,6 +136,7 @@ impl Progress {
 
     /// Ends the current phase, leaving its last state on screen.
     pub fn finish(&self) {
+        crate::lock(&self.timings).close();
         let Some(inner) = &self.inner else {
             return;
         };
@@ -109,6 +144,11 @@ impl Progress {
         if let Some(bar) = bar {
             bar.abandon();
         }
+    }
+
+    /// The phases ended so far, in order, with how long each took.
+    pub fn timings(&self) -> Vec<PhaseTiming> {
+        crate::lock(&self.timings).done.clone()
     }
 
     /// The current bar, cloned out so that drawing happens outside the lock.

@@ -152,6 +152,14 @@ pub fn summary_table(report: &Report) -> String {
         ),
     );
     t.row("Wall time", duration(report.wall_time_secs));
+    for phase in &report.phases {
+        t.line(&format!(
+            "  {:<LABEL$}{} ({} simulated)",
+            phase.name,
+            duration(phase.wall_secs),
+            duration(phase.simulated_secs)
+        ));
+    }
     t.line(&"-".repeat(RULE));
 
     let holding = report.invariants.iter().filter(|i| i.holds).count();

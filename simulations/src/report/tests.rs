@@ -87,6 +87,11 @@ fn sample_report() -> Report {
         nodes_crashed: 20,
         max_live_nodes: 1000,
         wall_time_secs: 83.4,
+        phases: vec![PhaseTiming {
+            name: "workload".to_owned(),
+            wall_secs: 12.5,
+            simulated_secs: 60.0,
+        }],
         timeline,
         lookup_latency_samples_ms: lookup_samples,
         call_setup_samples_ms: call_samples,
@@ -285,6 +290,7 @@ fn table_shows_the_main_results() {
         "peak 512.0 MiB, per node 480.0 KiB",
         "started 1100, left 80, crashed 20, max live 1000",
         "1 min 23.4 s",
+        "  workload       12.5 s (1 min 00.0 s simulated)",
         "1 of 2 hold",
         "FAIL  no_records_lost   3 users registered",
         "PASS  refusals_counted  37 refused",
@@ -340,4 +346,24 @@ fn progress_is_shareable_and_silent_when_disabled() {
     assert_eq!(on.position(), None);
     // Ticks after the end are ignored.
     on.inc(1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn phases_are_timed_in_order_even_without_a_display() {
+    let progress = Progress::new(false);
+    progress.phase("starting nodes", 3);
+    tokio::time::sleep(std::time::Duration::from_secs(40)).await;
+    // A new phase ends the previous one.
+    progress.phase("workload", 60);
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    progress.finish();
+    // Nothing is open: this ends no phase.
+    progress.finish();
+    let timings = progress.timings();
+    let names: Vec<&str> = timings.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["starting nodes", "workload"]);
+    assert_eq!(timings[0].simulated_secs, 40.0);
+    assert_eq!(timings[1].simulated_secs, 60.0);
+    // The paused clock moved 100 s; the machine's clock hardly did.
+    assert!(timings.iter().all(|t| t.wall_secs < t.simulated_secs));
 }

@@ -189,6 +189,7 @@ pub async fn run_with_validator(
         nodes_crashed: population.crashed,
         max_live_nodes: population.max_live,
         wall_time_secs: wall.elapsed().as_secs_f64(),
+        phases: workload.progress.timings(),
         timeline: gathered.timeline,
         lookup_latency_samples_ms: gathered.lookup_latency_ms,
         call_setup_samples_ms: gathered.call_setup_ms,
