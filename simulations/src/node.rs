@@ -148,7 +148,7 @@ impl SimNode {
         config.validator = context.validator.clone();
         config.delegations = vec![delegation];
         config.event_queue_len = EVENT_QUEUE;
-        // Thousands of nodes share two cores here: pings every 15 s on every connection
+        // Thousands of nodes share one thread here: pings every 15 s on every connection
         // cost more CPU than the whole workload, and a crashed simulated node's connections
         // end at once anyway. Roles are configured and addresses known, so AutoNAT has
         // nothing to find. A routing-table refresh costs as much as the node's first bootstrap,

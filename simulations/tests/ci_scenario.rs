@@ -16,7 +16,7 @@ use simulations::report::{summary_table, Progress, Report};
 use simulations::runner::{run, run_with_validator};
 use simulations::scenario::SimArgs;
 
-/// The scenarios share two cores; running two at once would only slow both down.
+/// One scenario at a time: two at once would only compete for the same cores.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn ci_args() -> SimArgs {

@@ -25,6 +25,8 @@ use super::{OverlayEvent, SendError};
 const READ_CHUNK: usize = 16 * 1024;
 /// Bound on closing an outbound stream politely when its writer ends.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause before the one retry of a stream open whose connection closed under it.
+const OPEN_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// One message waiting in a peer's send queue, with the caller waiting for the outcome.
 pub(crate) struct OutboundSip {
@@ -242,15 +244,29 @@ async fn open_stream(
     control: &mut libp2p_stream::Control,
     open_timeout: Duration,
 ) -> Result<Stream, SendError> {
-    match tokio::time::timeout(open_timeout, control.open_stream(peer, SIP_PROTOCOL)).await {
-        Ok(Ok(stream)) => {
-            tracing::debug!("outbound SIP stream opened");
-            Ok(stream)
+    let deadline = tokio::time::Instant::now() + open_timeout;
+    let mut retried = false;
+    loop {
+        match tokio::time::timeout_at(deadline, control.open_stream(peer, SIP_PROTOCOL)).await {
+            Ok(Ok(stream)) => {
+                tracing::debug!("outbound SIP stream opened");
+                return Ok(stream);
+            }
+            // The connection the stream was asked of closed first (typically its idle
+            // timeout ran out at that moment). The swarm learns of the close a little
+            // later; after a pause the next try gets a live or a new connection.
+            Ok(Err(libp2p_stream::OpenStreamError::Io(error))) if !retried => {
+                tracing::debug!(%error, "opening a SIP stream failed; trying once more");
+                retried = true;
+                tokio::time::sleep(OPEN_RETRY_PAUSE).await;
+            }
+            Ok(Err(error)) => return Err(SendError::Unreachable(error.to_string())),
+            Err(_elapsed) => {
+                return Err(SendError::Unreachable(format!(
+                    "no SIP stream within {open_timeout:?}"
+                )))
+            }
         }
-        Ok(Err(error)) => Err(SendError::Unreachable(error.to_string())),
-        Err(_elapsed) => Err(SendError::Unreachable(format!(
-            "no SIP stream within {open_timeout:?}"
-        ))),
     }
 }
 

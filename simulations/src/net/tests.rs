@@ -1,8 +1,7 @@
 //! Tests of the in-memory network.
 //!
-//! Timing tests run on real time (the crate's tokio has no `test-util`, so no paused clock):
-//! a timer never fires early, so the lower bounds are exact; the upper bounds only allow for
-//! a loaded machine.
+//! Timing tests run on a paused (virtual) clock: a timer never fires early and nothing else
+//! moves the clock, so the bounds measure the network model, not the machine.
 
 use std::{future::poll_fn, io, pin::Pin, time::Duration};
 

@@ -213,9 +213,9 @@ fn make_users(count: usize) -> Vec<User> {
 }
 
 /// Waits until every node of a batch has finished its first routing-table bootstrap, or
-/// [`BOOTSTRAP_WAIT`] has passed. A bootstrap costs hundreds of DHT requests in a large
-/// network; starting the next batch only then keeps the machine from falling behind, which
-/// would time requests out and leave nodes with half-filled routing tables.
+/// [`BOOTSTRAP_WAIT`] has passed (both in virtual time). Each batch then joins a network
+/// whose earlier nodes know each other, as a deployed overlay grows, rather than all nodes
+/// bootstrapping at once from a nearly empty one.
 async fn await_bootstrap(batch: &[Arc<crate::node::SimNode>]) {
     let deadline = tokio::time::Instant::now() + BOOTSTRAP_WAIT;
     let mut pending: Vec<_> = batch.iter().collect();

@@ -1,10 +1,10 @@
 //! The workload: a seeded schedule of lookups, calls, refreshes, churn and supernode
-//! failures, run in real time against the population.
+//! failures, run in the run's (virtual) time against the population.
 //!
 //! Every random choice (which node looks up which user, who leaves, who replaces whom) is
 //! drawn from one seeded generator in schedule order, by the one task that runs the
 //! schedule; the operations themselves run concurrently. So two runs with one seed make the
-//! same choices; only timing inside the overlay differs.
+//! same choices at the same virtual moments.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
