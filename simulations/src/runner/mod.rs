@@ -54,9 +54,11 @@ pub type ValidatorHook = Box<
 /// The runtime a run needs: one thread, with tokio's clock paused. Nothing in a run waits
 /// on the outside world, so whenever every node is idle the clock jumps to the next timer:
 /// a run takes as long as its computing, not as long as its scenario, and CPU load never
-/// shows up as network delay. With one thread, tasks run in an order fixed by the seeded
-/// schedule; with virtual time, timeouts fire at seeded moments. That is what makes two
-/// runs with one seed end alike.
+/// shows up as network delay. Every operation then happens at its seeded virtual moment.
+/// What is left unseeded are libp2p's own random draws (Kademlia's refresh targets, which
+/// of two connections a stream takes), std's hash-map order and tokio's `select!` order;
+/// under churn and adversaries they make a few operations in a thousand come out
+/// differently between two runs with one seed.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
