@@ -97,6 +97,7 @@ pub async fn run_with_validator(
         authority_keypair(args.seed),
     );
     context.validator = hook(context.validator);
+    context.idle_connection_timeout = Duration::from_secs(args.idle_timeout);
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let users = make_users(args.users());
     let targets: Vec<Aor> = users.iter().map(|user| user.aor.clone()).collect();
