@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
-use libp2p::{relay, Multiaddr, PeerId};
+use libp2p::{kad, relay, Multiaddr, PeerId};
 use tokio::time::Instant;
 
 use super::Driver;
@@ -48,12 +48,11 @@ impl Driver {
         let now = Instant::now();
         self.relay.backoff.retain(|_, until| *until > now);
         let backoff = &self.relay.backoff;
-        let Some((relay, address)) = self
+        let candidates = self
             .supernodes
             .iter()
-            .filter(|(peer, _)| !backoff.contains_key(*peer))
-            .find_map(|(peer, addresses)| preferred_addr(addresses).map(|a| (*peer, a)))
-        else {
+            .filter(|(peer, _)| !backoff.contains_key(*peer));
+        let Some((relay, address)) = choose_relay(*self.swarm.local_peer_id(), candidates) else {
             return;
         };
         let circuit = without_peer_id(&address)
@@ -131,6 +130,20 @@ impl Driver {
     }
 }
 
+/// The relay for `local` among `supernodes`: the one closest to it by XOR distance (as
+/// Kademlia measures it) that has an address. The choice depends on the peer ids only, not
+/// on a map's order, so a simulation repeats; and since ids are uniformly spread, so are
+/// the peers of a network over its relays.
+fn choose_relay<'a>(
+    local: PeerId,
+    supernodes: impl Iterator<Item = (&'a PeerId, &'a Vec<Multiaddr>)>,
+) -> Option<(PeerId, Multiaddr)> {
+    let local = kad::KBucketKey::from(local);
+    supernodes
+        .filter_map(|(peer, addresses)| preferred_addr(addresses).map(|a| (*peer, a)))
+        .min_by_key(|(peer, _)| local.distance(&kad::KBucketKey::from(*peer)))
+}
+
 /// The address to reach a relay at: a routable one when it has any.
 fn preferred_addr(addresses: &[Multiaddr]) -> Option<Multiaddr> {
     addresses
@@ -138,4 +151,45 @@ fn preferred_addr(addresses: &[Multiaddr]) -> Option<Multiaddr> {
         .find(|address| !is_loopback(address))
         .or_else(|| addresses.first())
         .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(port: u16) -> Multiaddr {
+        format!("/ip4/192.0.2.1/tcp/{port}")
+            .parse()
+            .unwrap_or_else(|_| Multiaddr::empty())
+    }
+
+    #[test]
+    fn the_xor_closest_supernode_with_an_address_is_chosen_whatever_the_order() {
+        let local = PeerId::random();
+        let peers: Vec<PeerId> = (0..20).map(|_| PeerId::random()).collect();
+        let local_key = kad::KBucketKey::from(local);
+        let closest = *peers
+            .iter()
+            .min_by_key(|peer| local_key.distance(&kad::KBucketKey::from(**peer)))
+            .unwrap_or(&peers[0]);
+        let mut supernodes: Vec<(PeerId, Vec<Multiaddr>)> = peers
+            .iter()
+            .enumerate()
+            .map(|(i, peer)| (*peer, vec![address(4000 + i as u16)]))
+            .collect();
+        for _ in 0..2 {
+            let chosen = choose_relay(local, supernodes.iter().map(|(p, a)| (p, a)));
+            assert_eq!(chosen.map(|(peer, _)| peer), Some(closest));
+            supernodes.reverse();
+        }
+        // Without an address it cannot be used; the next closest is.
+        for (peer, addresses) in &mut supernodes {
+            if *peer == closest {
+                addresses.clear();
+            }
+        }
+        let chosen = choose_relay(local, supernodes.iter().map(|(p, a)| (p, a)));
+        assert!(chosen.is_some_and(|(peer, _)| peer != closest));
+        assert_eq!(choose_relay(local, std::iter::empty()), None);
+    }
 }
