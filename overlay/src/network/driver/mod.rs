@@ -124,7 +124,9 @@ pub(crate) struct Driver {
     /// unique because query ids are not ordered.
     deadlines: BTreeMap<(Instant, u64), kad::QueryId>,
     deadline_counter: u64,
-    own_entries: HashMap<Aor, OwnEntry>,
+    /// This node's own entries by user, ordered so that republishing (a few at a time when
+    /// query slots run short) goes in the same order in every run.
+    own_entries: BTreeMap<Aor, OwnEntry>,
     sip_control: libp2p_stream::Control,
     sip_writers: HashMap<PeerId, mpsc::Sender<OutboundSip>>,
     sip_writer_tasks: JoinSet<()>,
@@ -232,7 +234,7 @@ impl Driver {
             pending_lookups: HashMap::new(),
             deadlines: BTreeMap::new(),
             deadline_counter: 0,
-            own_entries: HashMap::new(),
+            own_entries: BTreeMap::new(),
             sip_control,
             sip_writers: HashMap::new(),
             sip_writer_tasks: JoinSet::new(),
