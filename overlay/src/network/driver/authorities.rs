@@ -221,6 +221,7 @@ impl Driver {
         self.pending_publishes.insert(
             query,
             PendingPublish {
+                own: None,
                 seq: record.issued_at,
                 quorum,
                 reply: Some(reply),

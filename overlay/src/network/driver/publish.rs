@@ -2,6 +2,7 @@
 //! again until they expire, and the answers to those puts.
 
 use std::num::NonZeroUsize;
+use std::time::Duration;
 
 use libp2p::kad::store::RecordStore as _;
 use libp2p::{kad, Multiaddr};
@@ -17,8 +18,14 @@ use crate::network::records::{
 use crate::network::{PublishError, PublishReport};
 use crate::record::{next_seq, EntryDraft, NodeEntry, RecordBinding, RegistrationRecord};
 
+/// A put that reached fewer nodes than its quorum is made again this soon, rather than at
+/// the next republication: until then the user may not be found.
+const PUT_RETRY_INTERVAL: Duration = Duration::from_secs(15);
+
 /// A put of this node's entry waiting for Kademlia's answer.
 pub(super) struct PendingPublish {
+    /// The AoR whose own entry is being put; `None` for other records (authorities).
+    pub(super) own: Option<Aor>,
     pub(super) seq: u64,
     pub(super) quorum: NonZeroUsize,
     /// `None` for republications, which nobody waits for.
@@ -155,8 +162,15 @@ impl Driver {
         if reply.is_some() {
             self.add_deadline(query, self.config.publish_timeout);
         }
-        self.pending_publishes
-            .insert(query, PendingPublish { seq, quorum, reply });
+        self.pending_publishes.insert(
+            query,
+            PendingPublish {
+                own: Some(aor.clone()),
+                seq,
+                quorum,
+                reply,
+            },
+        );
     }
 
     /// Puts the own entries that are due again, as far as query slots allow, and forgets
@@ -185,6 +199,18 @@ impl Driver {
         }
         for (aor, entry) in due {
             self.put_own_entry(aor, entry, None);
+        }
+    }
+
+    /// Puts the own entry of `aor` again after [`PUT_RETRY_INTERVAL`], unless a newer entry
+    /// than `seq` replaced it meanwhile or it is due sooner anyway.
+    fn retry_own_entry_soon(&mut self, aor: &Aor, seq: u64) {
+        let retry_at = Instant::now() + PUT_RETRY_INTERVAL;
+        if let Some(own) = self.own_entries.get_mut(aor) {
+            if own.entry.seq == seq && own.next_put > retry_at {
+                tracing::debug!(%aor, seq, "put fell short of its quorum; trying again soon");
+                own.next_put = retry_at;
+            }
         }
     }
 
@@ -244,6 +270,10 @@ impl Driver {
                 })
             }
         };
+        let quorum_met = matches!(&outcome, Ok(report) if report.quorum_met);
+        if let (false, Some(aor)) = (quorum_met, &pending.own) {
+            self.retry_own_entry_soon(aor, pending.seq);
+        }
         if let Some(reply) = pending.reply {
             let _ = reply.send(outcome);
         }
