@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use libp2p::multiaddr::Protocol;
@@ -13,29 +13,25 @@ use tokio::time::Instant;
 use crate::authority::Delegation;
 use crate::record::{RegistrationRecord, MAX_ADDRS_PER_ENTRY, MAX_ADDR_BYTES};
 
-/// When set, unix time is this unix time plus the tokio time elapsed since this instant.
-static UNIX_TIME_FROM_TOKIO_CLOCK: Mutex<Option<(Instant, Duration)>> = Mutex::new(None);
+/// Once set, unix time is this unix time plus the tokio time elapsed since this instant.
+/// Read on every `now_unix`; a `OnceLock` costs a real node one atomic load there.
+static UNIX_TIME_FROM_TOKIO_CLOCK: OnceLock<(Instant, Duration)> = OnceLock::new();
 
-/// Makes unix time, as records count it, advance with tokio's clock from now on, for the
-/// whole process. The simulator calls it from its paused runtime so that registrations
-/// expire in its virtual time; nodes of a real deployment never do (they follow the
-/// system's wall clock, including its corrections).
+/// Makes unix time, as records count it, advance with tokio's clock from the first call on,
+/// for the whole process (later calls change nothing: tokio's instants of later runtimes
+/// continue from the same base). The simulator calls it from its paused runtime so that
+/// registrations expire in its virtual time; nodes of a real deployment never do (they
+/// follow the system's wall clock, including its corrections).
 pub fn follow_tokio_clock() {
-    let base = (Instant::now(), system_unix_time());
-    *UNIX_TIME_FROM_TOKIO_CLOCK
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(base);
+    UNIX_TIME_FROM_TOKIO_CLOCK.get_or_init(|| (Instant::now(), system_unix_time()));
 }
 
 /// The current unix time: the system's wall clock, or tokio's clock after
 /// [`follow_tokio_clock`]. A wall clock before 1970 reads as 0, which makes every record
 /// look fresh rather than crashing the node.
 fn unix_time() -> Duration {
-    let base = *UNIX_TIME_FROM_TOKIO_CLOCK
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    match base {
-        Some((instant, unix)) => unix + instant.elapsed(),
+    match UNIX_TIME_FROM_TOKIO_CLOCK.get() {
+        Some((instant, unix)) => *unix + instant.elapsed(),
         None => system_unix_time(),
     }
 }

@@ -271,8 +271,10 @@ impl Driver {
             }
         };
         let quorum_met = matches!(&outcome, Ok(report) if report.quorum_met);
-        if let (false, Some(aor)) = (quorum_met, &pending.own) {
-            self.retry_own_entry_soon(aor, pending.seq);
+        if !quorum_met {
+            if let Some(aor) = &pending.own {
+                self.retry_own_entry_soon(aor, pending.seq);
+            }
         }
         if let Some(reply) = pending.reply {
             let _ = reply.send(outcome);
