@@ -774,20 +774,33 @@ async fn mdns_inside_namespace() {
         config.mdns = true;
         nodes.push(start(config).await);
     }
-    for node in &nodes {
+    // Found each other: each has the other in its routing table, over a live connection
+    // (a routing-table entry from mDNS alone may still be dialling).
+    for (node, other) in [(&nodes[0], &nodes[1]), (&nodes[1], &nodes[0])] {
         let overlay = node.overlay.clone();
-        wait_for("mDNS discovery", WAIT, || {
+        let other = other.overlay.local_peer_id();
+        wait_for("mDNS discovery and a connection", WAIT, || {
             let overlay = overlay.clone();
-            async move { !overlay.peers().await.unwrap().is_empty() }
+            async move {
+                overlay
+                    .peers()
+                    .await
+                    .unwrap()
+                    .iter()
+                    .any(|status| status.peer == other && status.connected)
+            }
         })
         .await;
     }
     let aor = Aor::parse("sip:erin@example.com").unwrap();
-    nodes[0]
+    let published = nodes[0]
         .overlay
         .publish(aor.clone(), vec![binding("sip:erin@10.77.0.1:5060")])
-        .await
-        .unwrap();
+        .await;
+    if let Err(error) = published {
+        let peers = nodes[0].overlay.peers().await.unwrap();
+        panic!("publish failed: {error:?}; routing table of the publisher: {peers:?}");
+    }
     let record = nodes[1].overlay.lookup(aor).await.unwrap().unwrap();
     assert_eq!(record.live_bindings(now_unix()).len(), 1);
     shutdown(nodes).await;

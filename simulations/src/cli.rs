@@ -2,10 +2,9 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use crate::report::{summary_table, write_report_files, Progress};
-use crate::runner::{run, SimError};
+use crate::runner::{run_repeatable, SimError};
 use crate::scenario::SimArgs;
 
 /// Exit status: 0 when every invariant holds, 1 when one does not or the run failed, 2 for
@@ -28,21 +27,12 @@ pub fn run_cli(args: &SimArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
-    let runtime = match crate::runner::runtime() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("p2psip sim: cannot start the runtime: {error}");
-            return ExitCode::from(1);
-        }
-    };
     let progress = if args.quiet {
         Progress::new(false)
     } else {
         Progress::auto()
     };
-    let result = runtime.block_on(run(args, progress));
-    // Node tasks that are still winding down are dropped, not waited for.
-    runtime.shutdown_timeout(Duration::from_millis(500));
+    let result = run_repeatable(args, progress, Box::new(|validator| validator));
     let report = match result {
         Ok(report) => report,
         Err(SimError::Scenario(error)) => {

@@ -186,6 +186,18 @@ pub struct Report {
 pub const MAX_LATENCY_SAMPLES: usize = 200_000;
 
 impl Report {
+    /// This report without what the machine rather than the seed decides (wall-clock times
+    /// and memory): two runs with one seed give equal values.
+    pub fn seeded_part(&self) -> Report {
+        let mut seeded = self.clone();
+        seeded.wall_time_secs = 0.0;
+        seeded.memory = MemorySummary::default();
+        for phase in &mut seeded.phases {
+            phase.wall_secs = 0.0;
+        }
+        seeded
+    }
+
     /// Whether every invariant holds.
     pub fn invariants_hold(&self) -> bool {
         self.invariants.iter().all(|invariant| invariant.holds)

@@ -44,6 +44,8 @@ pub enum SimError {
     Scenario(#[from] ScenarioError),
     #[error("{0}")]
     Node(String),
+    #[error("cannot start the simulator's thread or runtime: {0}")]
+    Runtime(#[source] std::io::Error),
 }
 
 /// Changes every honest node's validator before the nodes start (tests break it on purpose).
@@ -66,8 +68,29 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// Runs the scenario of `args` to the end and returns what it measured: on a thread of its
+/// own, in virtual time ([`runtime`]), with every random draw made on that thread (the
+/// simulator's, std's `HashMap` keys, tokio's and libp2p's) taken from `args.seed`. Two
+/// runs with one seed therefore do the same thing, whatever else the machine is doing.
+pub fn run_repeatable(
+    args: &SimArgs,
+    progress: Progress,
+    hook: ValidatorHook,
+) -> Result<Report, SimError> {
+    sim_entropy::run_seeded(args.seed, move || {
+        let runtime = runtime().map_err(SimError::Runtime)?;
+        let result = runtime.block_on(run_with_validator(args, progress, hook));
+        // Node tasks that are still winding down are dropped, not waited for.
+        runtime.shutdown_timeout(Duration::from_millis(500));
+        result
+    })
+    .map_err(SimError::Runtime)?
+}
+
 /// Runs the scenario of `args` and returns what it measured. Must run on [`runtime`]: on
 /// a runtime with a running clock it still works, but timing then depends on the machine.
+/// Outside [`run_repeatable`], draws from the operating system's entropy inside libp2p,
+/// tokio and std make same-seed runs differ slightly.
 pub async fn run(args: &SimArgs, progress: Progress) -> Result<Report, SimError> {
     run_with_validator(args, progress, Box::new(|validator| validator)).await
 }

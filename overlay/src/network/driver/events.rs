@@ -80,6 +80,7 @@ impl Driver {
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, %error, "dial failed");
+                self.redial_after_handshake_failure(peer_id, &error);
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 tracing::info!(%address, "external address confirmed");

@@ -6,6 +6,7 @@ mod deadlines;
 mod events;
 mod lookup;
 mod publish;
+mod redial;
 mod relay_reservation;
 mod role_switch;
 mod sip;
@@ -154,6 +155,8 @@ pub(crate) struct Driver {
     authority_fetches: AuthorityFetches,
     /// The first bootstrap query has finished.
     bootstrapped: bool,
+    /// TCP dials made again from a fresh port after a simultaneous open.
+    redials: redial::FreshPortRedials,
 }
 
 impl Driver {
@@ -251,6 +254,7 @@ impl Driver {
             leaving: false,
             authority_fetches: AuthorityFetches::default(),
             bootstrapped: false,
+            redials: redial::FreshPortRedials::default(),
         })
     }
 
