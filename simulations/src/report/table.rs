@@ -127,9 +127,9 @@ pub fn summary_table(report: &Report) -> String {
         ),
     );
     t.row(
-        "Connected peers",
+        "Peers",
         format!(
-            "{} per node at the end (most {})",
+            "{} connected per node at the end (most {})",
             decimal(traffic.connected_peers_mean),
             traffic.connected_peers_max
         ),
