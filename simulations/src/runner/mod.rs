@@ -341,7 +341,8 @@ async fn final_check(workload: &mut Workload<'_>, progress: &Progress) -> (Outco
             let result = asker.lookup(&aor).await;
             let verdict = expected.judge(result.answer.as_ref());
             if !verdict.found {
-                tracing::warn!(%aor, "final check: not found");
+                let answer = expected.explain(result.answer.as_ref());
+                tracing::warn!(%aor, %answer, "final check: not found");
             }
             verdict
         });

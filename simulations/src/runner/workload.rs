@@ -251,8 +251,10 @@ impl<'a> Workload<'a> {
         let aor = self.users[user].aor.clone();
         let metrics = self.metrics.clone();
         let lifetime = registration_lifetime(self.args.refresh);
+        let at_secs = self.elapsed().as_secs_f64();
         self.spawn(async move {
             let stored = node.register(&aor, lifetime).await;
+            tracing::debug!(%aor, node = node.index, peer = %node.peer_id, at_secs, stored, "registration");
             metrics.registration(stored);
         })
         .await;
@@ -292,7 +294,8 @@ impl<'a> Workload<'a> {
             let result = asker.lookup(&aor).await;
             let verdict = expected.judge(result.answer.as_ref());
             if !verdict.found {
-                tracing::debug!(%aor, at_secs, answered = result.answer.is_some(), "lookup failed");
+                let answer = expected.explain(result.answer.as_ref());
+                tracing::debug!(%aor, at_secs, %answer, "lookup missed the user");
             }
             if verdict.forged {
                 tracing::warn!(%aor, "a lookup answer held a forged binding");
@@ -384,6 +387,44 @@ impl Expected {
             contacts: user.contacts.clone(),
             adversaries,
         }
+    }
+
+    /// What `answer` held, for the log line of a lookup that missed the user: enough to
+    /// tell a failed query from a missing record from a record without the user's current
+    /// binding.
+    pub fn explain(&self, answer: Option<&LookupAnswer>) -> String {
+        let Some(answer) = answer else {
+            return "the lookup failed".to_owned();
+        };
+        let stores = answer.answered_by.len();
+        let requests = answer.dht_requests;
+        let Some(record) = &answer.record else {
+            return format!("no record ({stores} stores answered, {requests} DHT requests)");
+        };
+        let now = now_unix();
+        let entries: Vec<String> = record
+            .entries
+            .iter()
+            .map(|entry| {
+                let home = if entry.serving_peer == self.home_peer {
+                    " (home)"
+                } else {
+                    ""
+                };
+                let live = entry.bindings.iter().filter(|b| b.expires_at > now).count();
+                format!(
+                    "{}{home} seq {} with {live} live of {} bindings",
+                    entry.serving_peer,
+                    entry.seq,
+                    entry.bindings.len()
+                )
+            })
+            .collect();
+        format!(
+            "record from {stores} stores ({requests} DHT requests), home {}: [{}]",
+            self.home_peer,
+            entries.join("; ")
+        )
     }
 
     pub fn judge(&self, answer: Option<&LookupAnswer>) -> Verdict {
