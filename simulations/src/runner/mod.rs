@@ -57,21 +57,19 @@ pub type ValidatorHook = Box<
 /// on the outside world, so whenever every node is idle the clock jumps to the next timer:
 /// a run takes as long as its computing, not as long as its scenario, and CPU load never
 /// shows up as network delay. Every operation then happens at its seeded virtual moment.
-/// What is left unseeded are libp2p's own random draws (Kademlia's refresh targets, which
-/// of two connections a stream takes), std's hash-map order and tokio's `select!` order;
-/// under churn and adversaries they make a few operations in a thousand come out
-/// differently between two runs with one seed.
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()
 }
 
-/// Runs the scenario of `args` to the end and returns what it measured: on a thread of its
-/// own, in virtual time ([`runtime`]), with every random draw made on that thread (the
-/// simulator's, std's `HashMap` keys, tokio's and libp2p's) taken from `args.seed`. Two
-/// runs with one seed therefore do the same thing, whatever else the machine is doing.
+/// Runs the scenario of `args` to the end and returns what it measured, with every honest
+/// node's validator passed through `hook` first (tests break it on purpose). The run has a
+/// thread of its own, in virtual time ([`runtime`]), and every random draw made on that
+/// thread (the simulator's, std's `HashMap` keys, tokio's and libp2p's) is taken from
+/// `args.seed`: the first run in a process with a given seed always does the same thing,
+/// whatever else the machine is doing.
 pub fn run_repeatable(
     args: &SimArgs,
     progress: Progress,
@@ -79,7 +77,7 @@ pub fn run_repeatable(
 ) -> Result<Report, SimError> {
     sim_entropy::run_seeded(args.seed, move || {
         let runtime = runtime().map_err(SimError::Runtime)?;
-        let result = runtime.block_on(run_with_validator(args, progress, hook));
+        let result = runtime.block_on(run_in_virtual_time(args, progress, hook));
         // Node tasks that are still winding down are dropped, not waited for.
         runtime.shutdown_timeout(Duration::from_millis(500));
         result
@@ -87,16 +85,8 @@ pub fn run_repeatable(
     .map_err(SimError::Runtime)?
 }
 
-/// Runs the scenario of `args` and returns what it measured. Must run on [`runtime`]: on
-/// a runtime with a running clock it still works, but timing then depends on the machine.
-/// Outside [`run_repeatable`], draws from the operating system's entropy inside libp2p,
-/// tokio and std make same-seed runs differ slightly.
-pub async fn run(args: &SimArgs, progress: Progress) -> Result<Report, SimError> {
-    run_with_validator(args, progress, Box::new(|validator| validator)).await
-}
-
-/// [`run`], with every honest node's validator passed through `hook` first.
-pub async fn run_with_validator(
+/// The run itself, on [`run_repeatable`]'s seeded thread and paused runtime.
+async fn run_in_virtual_time(
     args: &SimArgs,
     progress: Progress,
     hook: ValidatorHook,
