@@ -195,6 +195,11 @@ impl CredentialStore {
         self.len == 0
     }
 
+    /// True when some user is configured in `realm` (any case).
+    pub fn has_realm(&self, realm: &str) -> bool {
+        with_lowercase(realm, |lowered| self.realms.contains_key(lowered)).unwrap_or(false)
+    }
+
     /// True when `username@realm` is a known user.
     pub fn contains(&self, username: &str, realm: &str) -> bool {
         self.lookup(username, realm).is_some()

@@ -6,6 +6,7 @@
 //! lower-cased realm) truncated to 16 bytes. Binding the realm stops a nonce issued for one
 //! domain from being used in another.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -81,11 +82,22 @@ impl NonceCodec {
         now.saturating_duration_since(self.epoch).as_secs()
     }
 
-    fn mac(&self, issued: u32, salt: u64, realm: &str) -> [u8; MAC_LEN] {
+    fn mac(&self, issued: u32, salt: u64, client: IpAddr, realm: &str) -> [u8; MAC_LEN] {
         let mut mac = self.keyed_mac.clone();
         mac.update(b"N");
         mac.update(&issued.to_be_bytes());
         mac.update(&salt.to_be_bytes());
+        // An IPv4 client seen over an IPv6 socket is the same client.
+        match client.to_canonical() {
+            IpAddr::V4(v4) => {
+                mac.update(b"4");
+                mac.update(&v4.octets());
+            }
+            IpAddr::V6(v6) => {
+                mac.update(b"6");
+                mac.update(&v6.octets());
+            }
+        }
         // Realms compare case-insensitively, so the MAC covers the lower-cased realm.
         let mut lowered = [0u8; 64];
         for chunk in realm.as_bytes().chunks(lowered.len()) {
@@ -102,8 +114,13 @@ impl NonceCodec {
         truncated
     }
 
-    /// Issues a nonce for `realm` as lower-case hex ASCII.
-    pub(crate) fn issue(&mut self, now: Instant, realm: &str) -> [u8; NONCE_TEXT_LEN] {
+    /// Issues a nonce for `realm`, to the client at `client`, as lower-case hex ASCII.
+    pub(crate) fn issue(
+        &mut self,
+        now: Instant,
+        realm: &str,
+        client: IpAddr,
+    ) -> [u8; NONCE_TEXT_LEN] {
         // Saturates after 136 years of uptime, when nonces simply stay stale.
         let issued = u32::try_from(self.seconds_since_epoch(now)).unwrap_or(u32::MAX);
         let salt = self.salts.next_u64();
@@ -112,16 +129,23 @@ impl NonceCodec {
         let (salt_bytes, mac_bytes) = rest.split_at_mut(SALT_LEN);
         issued_bytes.copy_from_slice(&issued.to_be_bytes());
         salt_bytes.copy_from_slice(&salt.to_be_bytes());
-        mac_bytes.copy_from_slice(&self.mac(issued, salt, realm));
+        mac_bytes.copy_from_slice(&self.mac(issued, salt, client, realm));
         let mut text = [0u8; NONCE_TEXT_LEN];
         hex::encode_into(&raw, &mut text);
         text
     }
 
-    /// Checks a nonce from a request against `realm`. A nonce is fresh while
+    /// Checks a nonce from a request from `client` against `realm`; a nonce issued to
+    /// another address is [`NonceCheck::Invalid`]. A nonce is fresh while
     /// `now < epoch + issued + lifetime`; as `issued` is rounded down to whole seconds, a
     /// nonce may live up to one second less than the lifetime.
-    pub(crate) fn check(&self, now: Instant, nonce: &str, realm: &str) -> NonceCheck {
+    pub(crate) fn check(
+        &self,
+        now: Instant,
+        nonce: &str,
+        realm: &str,
+        client: IpAddr,
+    ) -> NonceCheck {
         let mut raw = [0u8; RAW_LEN];
         if hex::decode_exact(nonce.as_bytes(), &mut raw).is_none() {
             return NonceCheck::Invalid;
@@ -136,7 +160,7 @@ impl NonceCodec {
             issued: u32::from_be_bytes(issued),
             salt: u64::from_be_bytes(salt),
         };
-        let expected = self.mac(key.issued, key.salt, realm);
+        let expected = self.mac(key.issued, key.salt, client, realm);
         if !hex::constant_time_eq(&expected, mac_bytes) {
             return NonceCheck::Invalid;
         }
@@ -191,6 +215,8 @@ mod tests {
         )
     }
 
+    const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
     fn text(nonce: &[u8; NONCE_TEXT_LEN]) -> &str {
         std::str::from_utf8(nonce).unwrap()
     }
@@ -214,9 +240,9 @@ mod tests {
         let epoch = Instant::now();
         let mut codec = codec(epoch);
         let issued_at = epoch + Duration::from_secs(10);
-        let nonce = codec.issue(issued_at, "Example.com");
+        let nonce = codec.issue(issued_at, "Example.com", CLIENT);
         assert_eq!(text(&nonce).len(), NONCE_TEXT_LEN);
-        let key = match codec.check(issued_at, text(&nonce), "example.COM") {
+        let key = match codec.check(issued_at, text(&nonce), "example.COM", CLIENT) {
             NonceCheck::Fresh(key) => key,
             other => panic!("{other:?}"),
         };
@@ -225,7 +251,8 @@ mod tests {
             codec.check(
                 issued_at + Duration::from_secs(299),
                 text(&nonce),
-                "example.com"
+                "example.com",
+                CLIENT
             ),
             NonceCheck::Fresh(key)
         );
@@ -233,7 +260,8 @@ mod tests {
             codec.check(
                 issued_at + Duration::from_secs(300),
                 text(&nonce),
-                "example.com"
+                "example.com",
+                CLIENT
             ),
             NonceCheck::Expired(key)
         );
@@ -243,29 +271,52 @@ mod tests {
     fn rejects_tampering_other_realms_and_secrets() {
         let epoch = Instant::now();
         let mut codec = codec(epoch);
-        let nonce = codec.issue(epoch, "example.com");
+        let nonce = codec.issue(epoch, "example.com", CLIENT);
         assert_eq!(
-            codec.check(epoch, text(&nonce), "other.com"),
+            codec.check(epoch, text(&nonce), "other.com", CLIENT),
             NonceCheck::Invalid
         );
         let mut tampered = nonce;
         tampered[7] = if tampered[7] == b'0' { b'1' } else { b'0' };
         assert_eq!(
-            codec.check(epoch, text(&tampered), "example.com"),
+            codec.check(epoch, text(&tampered), "example.com", CLIENT),
             NonceCheck::Invalid
         );
-        assert_eq!(codec.check(epoch, "zz", "example.com"), NonceCheck::Invalid);
+        assert_eq!(
+            codec.check(epoch, "zz", "example.com", CLIENT),
+            NonceCheck::Invalid
+        );
         let other = NonceCodec::new(b"another secret", epoch, Duration::from_secs(300));
         assert_eq!(
-            other.check(epoch, text(&nonce), "example.com"),
+            other.check(epoch, text(&nonce), "example.com", CLIENT),
             NonceCheck::Invalid
         );
+    }
+
+    #[test]
+    fn a_nonce_is_valid_only_from_the_address_it_was_issued_to() {
+        let epoch = Instant::now();
+        let mut codec = codec(epoch);
+        let nonce = codec.issue(epoch, "example.com", CLIENT);
+        let elsewhere = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+        assert_eq!(
+            codec.check(epoch, text(&nonce), "example.com", elsewhere),
+            NonceCheck::Invalid
+        );
+        let mapped = IpAddr::V6(std::net::Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped());
+        assert!(matches!(
+            codec.check(epoch, text(&nonce), "example.com", mapped),
+            NonceCheck::Fresh(_)
+        ));
     }
 
     #[test]
     fn nonces_differ() {
         let epoch = Instant::now();
         let mut codec = codec(epoch);
-        assert_ne!(codec.issue(epoch, "r"), codec.issue(epoch, "r"));
+        assert_ne!(
+            codec.issue(epoch, "r", CLIENT),
+            codec.issue(epoch, "r", CLIENT)
+        );
     }
 }

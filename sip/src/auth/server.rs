@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::credentials::CredentialStore;
@@ -22,9 +23,17 @@ pub enum AuthOutcome<'a> {
     Stale,
     /// The value is for another realm: challenge for the expected one.
     WrongRealm,
-    /// Wrong password, unknown user, bad uri, replayed nonce count, malformed value, ...:
-    /// answer 401 with a new challenge, or 403 once the failure limiter trips.
-    Failed { reason: &'static str },
+    /// Not an answer to a nonce this client was sent: a malformed value, a forged nonce,
+    /// or a nonce issued to another address. Challenge again, but count it against no one:
+    /// anyone can send such a value with a spoofed source address.
+    Unverified { reason: &'static str },
+    /// An answer to a genuine nonce of this client that is wrong: wrong password, unknown
+    /// user, bad uri, missing qop, replayed nonce count, ... Answer 401 (407) with a new
+    /// challenge, and count it against the source and `username` (403 once a limit trips).
+    Failed {
+        reason: &'static str,
+        username: Cow<'a, str>,
+    },
 }
 
 /// Issues digest challenges and checks the answers (RFC 3261 22.4, RFC 7616, RFC 8760).
@@ -32,9 +41,10 @@ pub enum AuthOutcome<'a> {
 /// A nonce carries its issue time, a salt and a MAC, so issuing one costs no memory. With
 /// qop=auth, the highest nonce count per nonce is kept in a bounded table and counts that
 /// do not increase are rejected; when the table is full the oldest entries are evicted and
-/// a client whose nonce was evicted is sent a stale challenge. Without qop (RFC 2069
-/// clients) there is no count, so a captured request can be replayed until its nonce
-/// expires: the nonce lifetime bounds that window.
+/// a client whose nonce was evicted is sent a stale challenge. Every challenge offers
+/// qop=auth, so answers without qop (RFC 2069 style, which have no count and could be
+/// replayed for the nonce's lifetime) are refused. A nonce is bound to the address it was
+/// sent to.
 pub struct DigestAuthenticator {
     nonces: NonceCodec,
     counts: NonceCountTable,
@@ -102,8 +112,14 @@ impl DigestAuthenticator {
     /// The values of the `WWW-Authenticate` (or `Proxy-Authenticate`) headers for a 401
     /// (or 407): one per configured algorithm, most preferred first (by default SHA-256,
     /// then MD5; RFC 8760 2.4). All carry the same nonce.
-    pub fn challenge_values(&mut self, now: Instant, realm: &str, stale: bool) -> Vec<String> {
-        let nonce = self.nonces.issue(now, realm);
+    pub fn challenge_values(
+        &mut self,
+        now: Instant,
+        realm: &str,
+        stale: bool,
+        client: IpAddr,
+    ) -> Vec<String> {
+        let nonce = self.nonces.issue(now, realm, client);
         let nonce = std::str::from_utf8(&nonce).unwrap_or_default();
         self.algorithms
             .iter()
@@ -137,7 +153,9 @@ impl DigestAuthenticator {
     /// Checks one `Authorization` (or `Proxy-Authorization`) value of a request with
     /// `method` and `request_uri`; pick the value with [`super::select_for_realm`] when a
     /// request carries several. The `uri` parameter must equal the Request-URI (exactly or
-    /// ignoring ASCII case). Realm and user lookups follow [`CredentialStore`].
+    /// ignoring ASCII case). Realm and user lookups follow [`CredentialStore`]. `client` is
+    /// the request's source address, which the nonce must have been issued to.
+    #[allow(clippy::too_many_arguments)]
     pub fn verify<'a>(
         &mut self,
         now: Instant,
@@ -145,22 +163,36 @@ impl DigestAuthenticator {
         request_uri: &str,
         header_value: &'a str,
         expected_realm: &str,
+        client: IpAddr,
         store: &CredentialStore,
     ) -> AuthOutcome<'a> {
         let credentials = match DigestCredentials::parse(header_value) {
             Ok(credentials) => credentials,
-            Err(error) => return failed(error.reason()),
+            Err(error) => {
+                return AuthOutcome::Unverified {
+                    reason: error.reason(),
+                }
+            }
         };
         if !credentials.realm.eq_ignore_ascii_case(expected_realm) {
             return AuthOutcome::WrongRealm;
         }
-        let (key, expired) = match self
-            .nonces
-            .check(now, &credentials.nonce, &credentials.realm)
-        {
-            NonceCheck::Invalid => return failed("bad nonce"),
-            NonceCheck::Fresh(key) => (key, false),
-            NonceCheck::Expired(key) => (key, true),
+        let (key, expired) =
+            match self
+                .nonces
+                .check(now, &credentials.nonce, &credentials.realm, client)
+            {
+                NonceCheck::Invalid => {
+                    return AuthOutcome::Unverified {
+                        reason: "bad nonce",
+                    }
+                }
+                NonceCheck::Fresh(key) => (key, false),
+                NonceCheck::Expired(key) => (key, true),
+            };
+        let failed = |reason: &'static str| AuthOutcome::Failed {
+            reason,
+            username: credentials.username.clone(),
         };
         if credentials
             .opaque
@@ -182,6 +214,11 @@ impl DigestAuthenticator {
         };
         if credentials.uri != request_uri && !credentials.uri.eq_ignore_ascii_case(request_uri) {
             return failed("uri mismatch");
+        }
+        // The challenge offered qop=auth; an answer without it has no nonce count and could
+        // be replayed from the same address for the nonce's lifetime (RFC 7616 3.3).
+        if credentials.qop.is_none() {
+            return failed("qop missing");
         }
         let qop = credentials.qop.as_ref().map(|qop| QopInput {
             qop: &qop.qop,
@@ -244,8 +281,4 @@ impl fmt::Debug for DigestAuthenticator {
             .field("tracked_nonces", &self.counts.len())
             .finish_non_exhaustive()
     }
-}
-
-fn failed(reason: &'static str) -> AuthOutcome<'static> {
-    AuthOutcome::Failed { reason }
 }

@@ -59,7 +59,9 @@ impl Fixture {
 
     /// The challenge for `algorithm` from a fresh 401, as a client would pick it.
     fn challenge(&mut self, seconds: u64, algorithm: Algorithm) -> String {
-        let values = self.server.challenge_values(self.at(seconds), REALM, false);
+        let values = self
+            .server
+            .challenge_values(self.at(seconds), REALM, false, CLIENT);
         let index = usize::from(algorithm.hash() == HashFunction::Md5);
         let mut challenge = DigestChallenge::parse(&values[index]).unwrap();
         challenge.algorithm = algorithm;
@@ -69,7 +71,7 @@ impl Fixture {
     fn verify<'a>(&mut self, seconds: u64, value: &'a str) -> AuthOutcome<'a> {
         let now = self.at(seconds);
         self.server
-            .verify(now, "REGISTER", URI, value, REALM, &self.store)
+            .verify(now, "REGISTER", URI, value, REALM, CLIENT, &self.store)
     }
 }
 
@@ -83,9 +85,16 @@ fn authenticated(username: &str) -> AuthOutcome<'_> {
     }
 }
 
-fn failed(reason: &'static str) -> AuthOutcome<'static> {
-    AuthOutcome::Failed { reason }
+/// The reason of a failed or unverified outcome, for comparing with the expected fault.
+fn reason_of(outcome: AuthOutcome<'_>) -> Option<&'static str> {
+    match outcome {
+        AuthOutcome::Failed { reason, .. } | AuthOutcome::Unverified { reason } => Some(reason),
+        _ => None,
+    }
 }
+
+/// The client address every fixture challenge is issued to.
+const CLIENT: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 80));
 
 #[test]
 fn rfc7616_example_responses() {
@@ -143,7 +152,7 @@ fn rfc7616_example_responses() {
 fn challenges_list_sha256_then_md5() {
     let mut fixture = Fixture::new();
     let now = fixture.at(1);
-    let values = fixture.server.challenge_values(now, REALM, false);
+    let values = fixture.server.challenge_values(now, REALM, false, CLIENT);
     let [first, second] = values.as_slice() else {
         panic!("two challenges expected: {values:?}");
     };
@@ -155,7 +164,7 @@ fn challenges_list_sha256_then_md5() {
     assert_eq!(first.realm, REALM);
     assert!(first.offers_qop_auth() && !first.stale);
     assert!(first.opaque.is_some());
-    let values = fixture.server.challenge_values(now, REALM, true);
+    let values = fixture.server.challenge_values(now, REALM, true, CLIENT);
     let stale = &values[0];
     assert!(stale.ends_with(", stale=true"));
     assert!(DigestChallenge::parse(stale).unwrap().stale);
@@ -167,7 +176,7 @@ fn configured_algorithms_are_challenged_in_order_and_others_refused() {
     fixture.server =
         DigestAuthenticator::new(&[9; 32], fixture.epoch).with_algorithms(&[Algorithm::Md5]);
     let now = fixture.at(1);
-    let values = fixture.server.challenge_values(now, REALM, false);
+    let values = fixture.server.challenge_values(now, REALM, false, CLIENT);
     assert_eq!(values.len(), 1);
     assert_eq!(
         DigestChallenge::parse(&values[0]).unwrap().algorithm,
@@ -178,15 +187,11 @@ fn configured_algorithms_are_challenged_in_order_and_others_refused() {
     let challenge = DigestChallenge::parse(&sha).unwrap();
     let answer =
         authorization_value(&challenge, "alice", "wonderland", "REGISTER", URI, "c", 1).unwrap();
-    let outcome = fixture
-        .server
-        .verify(now, "REGISTER", URI, &answer, REALM, &fixture.store);
-    assert_eq!(
-        outcome,
-        AuthOutcome::Failed {
-            reason: "algorithm not offered"
-        }
-    );
+    let outcome =
+        fixture
+            .server
+            .verify(now, "REGISTER", URI, &answer, REALM, CLIENT, &fixture.store);
+    assert_eq!(reason_of(outcome), Some("algorithm not offered"));
 }
 
 #[test]
@@ -209,19 +214,19 @@ fn round_trip_every_algorithm_with_qop() {
 }
 
 #[test]
-fn round_trip_without_qop_and_nonce_reuse_within_lifetime() {
+fn rfc2069_answers_are_refused_with_every_algorithm() {
     let mut fixture = Fixture::new();
     for index in 0..2 {
-        let values = fixture.server.challenge_values(fixture.at(0), REALM, false);
-        // An RFC 2069 client ignores qop and answers without it.
+        let values = fixture
+            .server
+            .challenge_values(fixture.at(0), REALM, false, CLIENT);
+        // An RFC 2069 client ignores qop and answers without it: such an answer has no
+        // nonce count, so it could be replayed for the nonce's lifetime.
         let mut challenge = DigestChallenge::parse(&values[index]).unwrap();
         challenge.qop = None;
         let value = answer_qop(&challenge, "alice", "wonderland", 1);
         assert!(DigestCredentials::parse(&value).unwrap().qop.is_none());
-        assert_eq!(fixture.verify(1, &value), authenticated("alice"));
-        // Without a nonce count nothing tells a repeat apart until the nonce expires.
-        assert_eq!(fixture.verify(299, &value), authenticated("alice"));
-        assert_eq!(fixture.verify(300, &value), AuthOutcome::Stale);
+        assert_eq!(reason_of(fixture.verify(1, &value)), Some("qop missing"));
     }
     assert_eq!(fixture.server.tracked_nonces(), 0);
 }
@@ -235,8 +240,8 @@ fn session_algorithm_without_qop_fails() {
         .replace(", cnonce=\"0a4f113b\"", "")
         .replace(", nc=00000001", "");
     assert_eq!(
-        fixture.verify(0, &without_qop),
-        failed("session algorithm without qop")
+        reason_of(fixture.verify(0, &without_qop)),
+        Some("qop missing")
     );
 }
 
@@ -251,10 +256,13 @@ fn stale_after_lifetime() {
     // Stale only vouches for good credentials.
     let values = fixture
         .server
-        .challenge_values(fixture.at(100), REALM, false);
+        .challenge_values(fixture.at(100), REALM, false, CLIENT);
     let challenge = DigestChallenge::parse(&values[0]).unwrap();
     let wrong = answer_qop(&challenge, "alice", "looking-glass", 1);
-    assert_eq!(fixture.verify(200, &wrong), failed("wrong password"));
+    assert_eq!(
+        reason_of(fixture.verify(200, &wrong)),
+        Some("wrong password")
+    );
 }
 
 #[test]
@@ -265,13 +273,13 @@ fn tampered_nonce_fails() {
     // Claim a later issue time to stretch the lifetime.
     let later = format!("00000fff{}", &nonce[8..]);
     assert_eq!(
-        fixture.verify(0, &value.replace(&nonce, &later)),
-        failed("bad nonce")
+        reason_of(fixture.verify(0, &value.replace(&nonce, &later))),
+        Some("bad nonce")
     );
     let truncated = &nonce[..nonce.len() - 2];
     assert_eq!(
-        fixture.verify(0, &value.replace(&nonce, truncated)),
-        failed("bad nonce")
+        reason_of(fixture.verify(0, &value.replace(&nonce, truncated))),
+        Some("bad nonce")
     );
     assert_eq!(fixture.verify(0, &value), authenticated("alice"));
 }
@@ -279,18 +287,23 @@ fn tampered_nonce_fails() {
 #[test]
 fn replayed_nc_fails_and_higher_nc_passes() {
     let mut fixture = Fixture::new();
-    let values = fixture.server.challenge_values(fixture.at(0), REALM, false);
+    let values = fixture
+        .server
+        .challenge_values(fixture.at(0), REALM, false, CLIENT);
     let challenge = DigestChallenge::parse(&values[0]).unwrap();
     let first = answer_qop(&challenge, "alice", "wonderland", 1);
     assert_eq!(fixture.verify(1, &first), authenticated("alice"));
-    assert_eq!(fixture.verify(2, &first), failed("replayed nc"));
+    assert_eq!(reason_of(fixture.verify(2, &first)), Some("replayed nc"));
     let third = answer_qop(&challenge, "alice", "wonderland", 3);
     assert_eq!(fixture.verify(3, &third), authenticated("alice"));
     let second = answer_qop(&challenge, "alice", "wonderland", 2);
-    assert_eq!(fixture.verify(4, &second), failed("replayed nc"));
+    assert_eq!(reason_of(fixture.verify(4, &second)), Some("replayed nc"));
     // A count forged upward without the password does not get recorded.
     let forged = third.replace("nc=00000003", "nc=00000009");
-    assert_eq!(fixture.verify(5, &forged), failed("wrong password"));
+    assert_eq!(
+        reason_of(fixture.verify(5, &forged)),
+        Some("wrong password")
+    );
     let fourth = answer_qop(&challenge, "alice", "wonderland", 4);
     assert_eq!(fixture.verify(6, &fourth), authenticated("alice"));
 }
@@ -299,7 +312,9 @@ fn replayed_nc_fails_and_higher_nc_passes() {
 fn evicted_nonce_gets_stale() {
     let mut fixture = Fixture::new();
     fixture.server = DigestAuthenticator::new(SECRET, fixture.epoch).with_nonce_count_capacity(1);
-    let values = fixture.server.challenge_values(fixture.at(0), REALM, false);
+    let values = fixture
+        .server
+        .challenge_values(fixture.at(0), REALM, false, CLIENT);
     let old = DigestChallenge::parse(&values[0]).unwrap();
     assert_eq!(
         fixture.verify(0, &answer_qop(&old, "alice", "wonderland", 1)),
@@ -325,6 +340,7 @@ fn wrong_realm() {
         URI,
         &value,
         "other.example",
+        CLIENT,
         &fixture.store,
     );
     assert_eq!(outcome, AuthOutcome::WrongRealm);
@@ -336,7 +352,9 @@ fn wrong_realm() {
         secret: Secret::Password("wonderland".into()),
     }])
     .unwrap();
-    let values = other.server.challenge_values(other.at(0), REALM, false);
+    let values = other
+        .server
+        .challenge_values(other.at(0), REALM, false, CLIENT);
     let mut challenge = DigestChallenge::parse(&values[0]).unwrap();
     challenge.realm = "other.example".into();
     let value = answer_qop(&challenge, "alice", "wonderland", 1);
@@ -346,22 +364,28 @@ fn wrong_realm() {
         URI,
         &value,
         "OTHER.example",
+        CLIENT,
         &other.store,
     );
-    assert_eq!(outcome, failed("bad nonce"));
+    assert_eq!(reason_of(outcome), Some("bad nonce"));
 }
 
 #[test]
 fn wrong_password_unknown_user_and_bad_uri() {
     let mut fixture = Fixture::new();
-    let values = fixture.server.challenge_values(fixture.at(0), REALM, false);
+    let values = fixture
+        .server
+        .challenge_values(fixture.at(0), REALM, false, CLIENT);
     let challenge = DigestChallenge::parse(&values[0]).unwrap();
     let wrong = answer_qop(&challenge, "alice", "looking-glass", 1);
-    assert_eq!(fixture.verify(0, &wrong), failed("wrong password"));
+    assert_eq!(reason_of(fixture.verify(0, &wrong)), Some("wrong password"));
     let unknown = answer_qop(&challenge, "carol", "wonderland", 1);
-    assert_eq!(fixture.verify(0, &unknown), failed("unknown user"));
+    assert_eq!(reason_of(fixture.verify(0, &unknown)), Some("unknown user"));
     let wrong_case = answer_qop(&challenge, "Alice", "wonderland", 1);
-    assert_eq!(fixture.verify(0, &wrong_case), failed("unknown user"));
+    assert_eq!(
+        reason_of(fixture.verify(0, &wrong_case)),
+        Some("unknown user")
+    );
     let other_uri = authorization_value(
         &challenge,
         "alice",
@@ -372,18 +396,30 @@ fn wrong_password_unknown_user_and_bad_uri() {
         1,
     )
     .unwrap();
-    assert_eq!(fixture.verify(0, &other_uri), failed("uri mismatch"));
+    assert_eq!(
+        reason_of(fixture.verify(0, &other_uri)),
+        Some("uri mismatch")
+    );
     let wrong_method =
         authorization_value(&challenge, "alice", "wonderland", "INVITE", URI, "c", 1).unwrap();
-    assert_eq!(fixture.verify(0, &wrong_method), failed("wrong password"));
+    assert_eq!(
+        reason_of(fixture.verify(0, &wrong_method)),
+        Some("wrong password")
+    );
     let good = answer_qop(&challenge, "alice", "wonderland", 1);
     let bad_opaque = good.replace("opaque=\"", "opaque=\"0");
-    assert_eq!(fixture.verify(0, &bad_opaque), failed("bad opaque"));
-    let short_response = good.replace("response=\"", "response=\"0");
-    assert_eq!(fixture.verify(0, &short_response), failed("bad response"));
     assert_eq!(
-        fixture.verify(0, "Digest realm=\"x"),
-        failed("unterminated quoted string")
+        reason_of(fixture.verify(0, &bad_opaque)),
+        Some("bad opaque")
+    );
+    let short_response = good.replace("response=\"", "response=\"0");
+    assert_eq!(
+        reason_of(fixture.verify(0, &short_response)),
+        Some("bad response")
+    );
+    assert_eq!(
+        reason_of(fixture.verify(0, "Digest realm=\"x")),
+        Some("unterminated quoted string")
     );
     assert_eq!(fixture.verify(0, &good), authenticated("alice"));
 }
@@ -391,13 +427,15 @@ fn wrong_password_unknown_user_and_bad_uri() {
 #[test]
 fn ha1_only_user_answers_only_its_algorithm() {
     let mut fixture = Fixture::new();
-    let values = fixture.server.challenge_values(fixture.at(0), REALM, false);
+    let values = fixture
+        .server
+        .challenge_values(fixture.at(0), REALM, false, CLIENT);
     let sha = DigestChallenge::parse(&values[0]).unwrap();
     let md5 = DigestChallenge::parse(&values[1]).unwrap();
     let value = answer_qop(&sha, "bob", "builder", 1);
     assert_eq!(
-        fixture.verify(0, &value),
-        failed("algorithm not available for user")
+        reason_of(fixture.verify(0, &value)),
+        Some("algorithm not available for user")
     );
     let value = answer_qop(&md5, "bob", "builder", 1);
     assert_eq!(fixture.verify(0, &value), authenticated("bob"));
@@ -417,21 +455,23 @@ fn picks_the_value_for_the_realm() {
 #[test]
 fn limiter_blocks_repeated_failures_then_expires() {
     let mut fixture = Fixture::new();
-    let mut limiter = FailureLimiter::default();
+    let mut limiter = FailureLimiter::<std::net::IpAddr>::default();
     let source = std::net::IpAddr::from([198, 51, 100, 7]);
-    let values = fixture.server.challenge_values(fixture.at(0), REALM, false);
+    let values = fixture
+        .server
+        .challenge_values(fixture.at(0), REALM, false, CLIENT);
     let challenge = DigestChallenge::parse(&values[0]).unwrap();
-    for attempt in 0..FailureLimiter::DEFAULT_MAX_FAILURES {
+    for attempt in 0..FailureLimiter::<std::net::IpAddr>::DEFAULT_MAX_FAILURES {
         let now = fixture.at(u64::from(attempt));
-        assert!(!limiter.is_blocked(now, source));
+        assert!(!limiter.is_blocked(now, &source));
         let guess = answer_qop(&challenge, "alice", &format!("guess{attempt}"), 1);
         let outcome = fixture.verify(u64::from(attempt), &guess);
         assert!(matches!(outcome, AuthOutcome::Failed { .. }));
-        limiter.record_failure(now, source);
+        limiter.record_failure(now, &source);
     }
-    assert!(limiter.is_blocked(fixture.at(10), source));
-    assert!(limiter.is_blocked(fixture.at(59), source));
-    assert!(!limiter.is_blocked(fixture.at(60), source));
+    assert!(limiter.is_blocked(fixture.at(10), &source));
+    assert!(limiter.is_blocked(fixture.at(59), &source));
+    assert!(!limiter.is_blocked(fixture.at(60), &source));
 }
 
 #[test]
@@ -454,4 +494,39 @@ fn debug_output_hides_secrets() {
     let shown = format!("{:?} {:?}", fixture.server, fixture.store);
     assert!(!shown.contains("wonderland"));
     assert!(!shown.contains(&ha1_md5("bob", REALM, "builder")));
+}
+
+#[test]
+fn a_nonce_answered_from_another_address_is_unverified_not_failed() {
+    let mut fixture = Fixture::new();
+    let value = fixture.challenge(0, Algorithm::Sha256);
+    let elsewhere = std::net::IpAddr::from([192, 0, 2, 81]);
+    let outcome = fixture.server.verify(
+        fixture.at(0),
+        "REGISTER",
+        URI,
+        &value,
+        REALM,
+        elsewhere,
+        &fixture.store,
+    );
+    assert_eq!(
+        outcome,
+        AuthOutcome::Unverified {
+            reason: "bad nonce"
+        }
+    );
+    // A wrong password on a nonce of this client is a failure that names the account.
+    let values = fixture
+        .server
+        .challenge_values(fixture.at(0), REALM, false, CLIENT);
+    let challenge = DigestChallenge::parse(&values[0]).unwrap();
+    let wrong = answer_qop(&challenge, "alice", "looking-glass", 1);
+    assert_eq!(
+        fixture.verify(0, &wrong),
+        AuthOutcome::Failed {
+            reason: "wrong password",
+            username: "alice".into()
+        }
+    );
 }

@@ -5,6 +5,7 @@ use super::binding::{Binding, ChangeKind};
 use super::RegistrarPolicy;
 use crate::transport::ConnectionId;
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::IpAddr;
 use std::time::Instant;
 
 /// Changes kept for the overlay when the table is built from a [`RegistrarPolicy`], at most
@@ -62,6 +63,9 @@ impl AorEntry {
 pub(super) struct Indexes {
     pub(super) by_expiry: BTreeSet<(Instant, u32, u64)>,
     pub(super) by_connection: BTreeSet<(ConnectionId, u32, u64)>,
+    /// Bindings per source address (of the REGISTER that made or last refreshed them);
+    /// an address appears only while it holds bindings, so the map is bounded by the table.
+    pub(super) by_source: HashMap<IpAddr, usize>,
 }
 
 impl Indexes {
@@ -71,6 +75,10 @@ impl Indexes {
         if let Some(connection) = binding.source.connection {
             self.by_connection.insert((connection, slot, binding.id));
         }
+        *self
+            .by_source
+            .entry(binding.source.remote.ip().to_canonical())
+            .or_default() += 1;
     }
 
     pub(super) fn remove(&mut self, slot: u32, binding: &Binding) {
@@ -78,6 +86,13 @@ impl Indexes {
             .remove(&(binding.expires_at, slot, binding.id));
         if let Some(connection) = binding.source.connection {
             self.by_connection.remove(&(connection, slot, binding.id));
+        }
+        let source = binding.source.remote.ip().to_canonical();
+        if let Some(count) = self.by_source.get_mut(&source) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.by_source.remove(&source);
+            }
         }
     }
 }
@@ -163,6 +178,15 @@ impl LocationTable {
     /// The earliest instant at which [`purge_expired`](Self::purge_expired) has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.indexes.by_expiry.first().map(|&(at, _, _)| at)
+    }
+
+    /// Bindings (live or not yet purged) registered from `source`.
+    pub fn bindings_from(&self, source: IpAddr) -> usize {
+        self.indexes
+            .by_source
+            .get(&source.to_canonical())
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Removes every binding whose expiry is at or before `now`; returns how many.

@@ -88,7 +88,7 @@ impl LocalIdentity {
     }
 
     /// True when the domain is explicitly configured (no wildcard fallback).
-    fn serves_domain_strict(&self, domain: &str) -> bool {
+    pub fn serves_domain_strict(&self, domain: &str) -> bool {
         self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
     }
 

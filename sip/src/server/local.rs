@@ -1,8 +1,8 @@
 //! Requests this node answers itself: REGISTER (with digest authentication), OPTIONS, and
 //! methods the node does not serve as an endpoint.
 
+use super::authorize::{Challenger, CredentialCheck};
 use super::SipServer;
-use crate::auth::{select_for_realm, AuthOutcome};
 use crate::message::{HeaderName, Message, Method};
 use crate::registrar::{apply_register, contact_header_value};
 use crate::transaction::ServerTxId;
@@ -76,7 +76,19 @@ impl SipServer {
             self.respond(now, tx, msg, 403, "Forbidden (domain not served here)", &[]);
             return;
         }
-        if !self.config.open && !self.authorize_register(now, tx, from, msg, &to.uri) {
+        if self.config.open {
+            let aor = to.uri.aor();
+            if let Some((status, reason)) = self.open_registration_refusal(now, from, msg, &aor) {
+                let retry_after = self.registrar_policy.table_full_retry_after.to_string();
+                let extra: &[(&str, &str)] = if status == 503 {
+                    &[("Retry-After", retry_after.as_str())]
+                } else {
+                    &[]
+                };
+                self.respond(now, tx, msg, status, reason, extra);
+                return;
+            }
+        } else if !self.authorize_register(now, tx, from, msg, &to.uri) {
             return;
         }
         match apply_register(&mut self.location, now, msg, from, &self.registrar_policy) {
@@ -121,72 +133,57 @@ impl SipServer {
         msg: &Message<'_>,
         to_uri: &crate::message::Uri<'_>,
     ) -> bool {
-        let source = from.remote.ip();
-        if self.auth_failures.is_blocked(now, source) {
-            self.respond(
-                now,
-                tx,
-                msg,
-                403,
-                "Forbidden (too many failed attempts)",
-                &[],
-            );
-            return false;
-        }
         let realm = to_uri.host_lower();
-        let request_uri = msg.request_uri().map_or("", |u| u.raw);
-        let value = select_for_realm(
-            msg.headers_named(HeaderName::Authorization)
-                .map(|h| h.value),
-            &realm,
-        );
-        let outcome = match value {
-            Some(value) => self.authenticator.verify(
-                now,
-                "REGISTER",
-                request_uri,
-                value,
-                &realm,
-                &self.credentials,
-            ),
-            None => AuthOutcome::WrongRealm,
-        };
-        let (stale, reason) = match outcome {
-            AuthOutcome::Authenticated { username } => {
+        match self.check_credentials(now, from, msg, &realm, Challenger::Registrar) {
+            CredentialCheck::Authenticated(username) => {
                 let matches_to = to_uri.user_unescaped().is_some_and(|user| user == username);
                 if !matches_to {
                     self.respond(now, tx, msg, 403, "Forbidden (user does not match To)", &[]);
                     return false;
                 }
-                self.auth_failures.record_success(now, source);
-                return true;
+                true
             }
-            AuthOutcome::Stale => (true, "Unauthorized"),
-            AuthOutcome::WrongRealm => (false, "Unauthorized"),
-            AuthOutcome::Failed { reason } => {
-                self.stats.auth_failures += 1;
-                self.auth_failures.record_failure(now, source);
-                debug!(reason, "authentication failed");
-                if self.auth_failures.is_blocked(now, source) {
-                    self.respond(
-                        now,
-                        tx,
-                        msg,
-                        403,
-                        "Forbidden (too many failed attempts)",
-                        &[],
-                    );
-                    return false;
-                }
-                (false, "Unauthorized")
+            CredentialCheck::Refused(refusal) => {
+                self.refuse(now, tx, from, msg, refusal, Challenger::Registrar);
+                false
             }
-        };
-        let challenges = self.authenticator.challenge_values(now, &realm, stale);
-        let extra: Vec<(&str, &str)> = challenges
-            .iter()
-            .map(|value| ("WWW-Authenticate", value.as_str()))
-            .collect();
-        self.respond(now, tx, msg, 401, reason, &extra);
-        false
+        }
+    }
+
+    /// `--open` has no passwords, so an address-of-record belongs to the source address
+    /// that holds its live bindings: another address may neither add to, replace nor remove
+    /// them until they expire. A source also holds at most `max_bindings_per_source`
+    /// bindings in all. Returns the refusal, if any.
+    fn open_registration_refusal(
+        &self,
+        now: Instant,
+        from: Peer,
+        msg: &Message<'_>,
+        aor: &str,
+    ) -> Option<(u16, &'static str)> {
+        if msg.header(HeaderName::Contact).is_none() || self.is_trusted_source(from) {
+            // A query changes nothing.
+            return None;
+        }
+        let source = from.remote.ip().to_canonical();
+        let mut holds_binding = false;
+        for binding in self.location.lookup(now, aor) {
+            if binding.source.remote.ip().to_canonical() != source {
+                return Some((
+                    403,
+                    "Forbidden (address-of-record registered from another address)",
+                ));
+            }
+            holds_binding = true;
+        }
+        if !holds_binding
+            && self.location.bindings_from(source) >= self.config.max_bindings_per_source
+        {
+            return Some((
+                503,
+                "Service Unavailable (too many registrations from this address)",
+            ));
+        }
+        None
     }
 }

@@ -7,6 +7,7 @@
 //! Route processing → local handling (REGISTER, OPTIONS to the node, CANCEL) or routing to
 //! the location table and forking.
 
+mod authorize;
 pub mod identity;
 pub mod ids;
 mod local;
@@ -20,6 +21,7 @@ use crate::message::{edit, Message};
 use crate::registrar::{LocationTable, RegistrarPolicy};
 use crate::transaction::{ServerTxId, TransactionConfig, TransactionEvent, TransactionLayer};
 use crate::transport::{ConnectionId, Peer, Transmit, Transport};
+use authorize::DialogTokens;
 use bytes::Bytes;
 use identity::LocalIdentity;
 use ids::IdGenerator;
@@ -77,6 +79,17 @@ pub struct ServerConfig {
     pub timer_c: Duration,
     /// Seed for branch/tag generation and the nonce secret; the node passes OS randomness.
     pub random_seed: [u8; 32],
+    /// Sources trusted like overlay nodes (peers such as a provider's or a gateway's
+    /// addresses): they may send requests anywhere and assert identities.
+    pub trusted_sources: Vec<ipnet::IpNet>,
+    /// With `open`: bindings one source address may hold in all; beyond it, REGISTERs for
+    /// addresses-of-record it holds no binding of get 503, so one source cannot fill the
+    /// table for everyone.
+    pub max_bindings_per_source: usize,
+    /// Failed authentications per account (username and realm) within a minute before the
+    /// account is refused for the rest of that minute (password guessing spread over many
+    /// addresses).
+    pub max_failures_per_account: u32,
 }
 
 impl Default for ServerConfig {
@@ -101,6 +114,9 @@ impl Default for ServerConfig {
             max_pending_lookups: 10_000,
             timer_c: Duration::from_secs(181),
             random_seed: [0; 32],
+            trusted_sources: Vec::new(),
+            max_bindings_per_source: 1_000,
+            max_failures_per_account: 20,
         }
     }
 }
@@ -157,7 +173,11 @@ pub struct SipServer {
     registrar_policy: RegistrarPolicy,
     credentials: CredentialStore,
     authenticator: DigestAuthenticator,
+    /// Failed authentications per source address.
     auth_failures: FailureLimiter,
+    /// Failed authentications per account, against guessing from many addresses.
+    account_failures: FailureLimiter<String>,
+    dialog_tokens: DialogTokens,
     forks: ForkTable,
     lookups: PendingLookups,
     overlay_peers: OverlayPeers,
@@ -201,6 +221,12 @@ impl SipServer {
             credentials,
             authenticator,
             auth_failures: FailureLimiter::default(),
+            account_failures: FailureLimiter::new(
+                config.max_failures_per_account,
+                FailureLimiter::<String>::DEFAULT_WINDOW,
+                FailureLimiter::<String>::DEFAULT_CAPACITY,
+            ),
+            dialog_tokens: DialogTokens::new(&config.random_seed),
             forks: ForkTable::default(),
             lookups: PendingLookups::default(),
             overlay_peers: OverlayPeers::default(),

@@ -7,6 +7,7 @@
 //! libp2p peer id); the server maps each name to a [`ConnectionId`] in a reserved range so
 //! that overlay peers travel through the same [`Peer`] plumbing as stream connections.
 
+use super::authorize::ForwardPolicy;
 use super::proxy::Target;
 use super::{ServerCtx, SipServer};
 use crate::message::Message;
@@ -50,6 +51,8 @@ struct PendingLookup {
     request: Bytes,
     /// Leading Route values pointing at this node, removed when the request is forwarded.
     own_routes: usize,
+    /// How the authorisation step said to edit the request when it is forwarded.
+    policy: ForwardPolicy,
     deadline: Instant,
 }
 
@@ -168,6 +171,7 @@ impl SipServer {
         msg: &Message<'_>,
         aor: String,
         own_routes: usize,
+        policy: ForwardPolicy,
     ) {
         if self.lookups.len() >= self.config.max_pending_lookups {
             self.respond(
@@ -192,6 +196,7 @@ impl SipServer {
                 server_tx: tx,
                 request: Bytes::copy_from_slice(msg.raw),
                 own_routes,
+                policy,
                 deadline,
             },
         );
@@ -236,7 +241,7 @@ impl SipServer {
                 if targets.is_empty() {
                     self.respond(now, pending.server_tx, &request, 404, "Not Found", &[]);
                 } else {
-                    self.forward(now, pending.server_tx, &request, targets);
+                    self.forward(now, pending.server_tx, &request, targets, &pending.policy);
                 }
             }
             LookupOutcome::NotFound => {

@@ -1,6 +1,7 @@
 //! The stateful proxy (RFC 3261 16.6 to 16.10): forwarding with Via, Max-Forwards and
 //! Record-Route, parallel forking, response selection, CANCEL of the other branches.
 
+use super::authorize::{headers_to_drop, with_dialog_token, ForwardPolicy};
 use super::response_choice::{is_better_final, status_to_forward};
 use super::routing::request_loop_hash;
 use super::{ClientCtx, SipServer};
@@ -171,6 +172,7 @@ impl SipServer {
         tx: ServerTxId,
         msg: &Message<'_>,
         targets: Vec<Target>,
+        policy: &ForwardPolicy,
     ) {
         let Some(method) = msg.method().copied() else {
             return;
@@ -195,7 +197,7 @@ impl SipServer {
         let loop_hash = request_loop_hash(msg);
         for (index, target) in targets.iter().enumerate() {
             let branch = self.ids.branch(&loop_hash);
-            let payload = self.build_forwarded(msg, target, &branch, &method);
+            let payload = self.build_forwarded(msg, target, &branch, &method, policy);
             let key = ClientKey::new(&branch, method.as_str());
             let ctx = ClientCtx::Branch(BranchRef {
                 fork: fork_id,
@@ -231,16 +233,21 @@ impl SipServer {
         self.finish_fork_if_done(now, fork_id);
     }
 
-    /// Builds the request for one branch: new Via, Max-Forwards, Route removal, Record-Route,
-    /// Request-URI; every other header is copied verbatim.
+    /// Builds the request for one branch: new Via, Max-Forwards, Route removal, Record-Route
+    /// (with this dialog's token), Request-URI, and the headers the authorisation step
+    /// drops; every other header is copied verbatim.
     fn build_forwarded(
         &self,
         msg: &Message<'_>,
         target: &Target,
         branch: &str,
         method: &Method<'_>,
+        policy: &ForwardPolicy,
     ) -> Vec<u8> {
         let mut editor = MessageEditor::new(msg);
+        for index in headers_to_drop(msg, policy) {
+            editor.remove_header(index);
+        }
         if let Some(uri) = &target.request_uri {
             editor.set_request_uri(uri);
         }
@@ -275,10 +282,15 @@ impl SipServer {
             // Double Record-Route when the legs use different transports (RFC 5658): each
             // side of the dialog then sees an entry it can reach.
             let in_transport = self.transport_of_top_via(msg);
-            let outer = self.identity.record_route(out_transport);
+            let token = self.dialog_tokens.token(msg.call_id().unwrap_or(""));
+            let outer = self
+                .identity
+                .record_route(out_transport)
+                .map(|rr| with_dialog_token(&rr, &token));
             let inner = in_transport
                 .filter(|t| *t != out_transport)
-                .and_then(|t| self.identity.record_route(t));
+                .and_then(|t| self.identity.record_route(t))
+                .map(|rr| with_dialog_token(&rr, &token));
             // The editor puts the latest prepended header on top; the entry facing the next
             // hop must be topmost, so it is prepended last.
             if let Some(inner) = inner {
@@ -299,7 +311,12 @@ impl SipServer {
 
     /// Forwards a request without a transaction (ACK for 2xx, RFC 3261 16.11). The branch is
     /// derived from the request so a retransmitted ACK gets the same one.
-    pub(super) fn forward_stateless(&mut self, msg: &Message<'_>, target: Target) {
+    pub(super) fn forward_stateless(
+        &mut self,
+        msg: &Message<'_>,
+        target: Target,
+        policy: &ForwardPolicy,
+    ) {
         let Some(method) = msg.method().copied() else {
             return;
         };
@@ -313,7 +330,7 @@ impl SipServer {
             "z9hG4bK{hash}.{}",
             super::ids::loop_hash(&[upstream_branch, "stateless"])
         );
-        let payload = self.build_forwarded(msg, &target, &branch, &method);
+        let payload = self.build_forwarded(msg, &target, &branch, &method, policy);
         self.stats.requests_forwarded += 1;
         self.outbox.push_back(Transmit {
             to: target.peer,

@@ -2,6 +2,7 @@
 //! Max-Forwards, loop detection, Route processing, and the choice between local handling,
 //! the location table and a next hop.
 
+use super::authorize::{Challenger, Destination, ForwardPolicy, Refusal};
 use super::ids::{loop_hash, loop_hash_of_branch};
 use super::proxy::Target;
 use super::{ServerCtx, SipServer};
@@ -17,12 +18,20 @@ use tracing::debug;
 enum RouteDecision {
     /// Answer here (REGISTER, OPTIONS to the node, methods the node does not serve).
     Local,
-    /// Proxy to these targets (forking when several).
-    Forward(Vec<Target>),
+    /// Proxy to these targets (forking when several), edited as the policy says.
+    Forward(Vec<Target>, ForwardPolicy),
     /// Answer with this status and reason.
     Reject(u16, &'static str),
+    /// The authorisation step refused it: 403 or a challenge.
+    Refuse(Refusal),
+    /// 420 listing the option tags this node does not support.
+    BadExtension(String),
     /// No local binding: look the address-of-record up in the overlay.
-    Lookup { aor: String, own_routes: usize },
+    Lookup {
+        aor: String,
+        own_routes: usize,
+        policy: ForwardPolicy,
+    },
 }
 
 impl SipServer {
@@ -74,12 +83,31 @@ impl SipServer {
         }
         match self.route_request(now, from, msg, &method) {
             RouteDecision::Local => self.handle_local(now, tx, from, msg, &method),
-            RouteDecision::Forward(targets) => self.forward(now, tx, msg, targets),
-            RouteDecision::Lookup { aor, own_routes } => {
-                self.start_lookup(now, tx, msg, aor, own_routes);
+            RouteDecision::Forward(targets, policy) => {
+                self.forward(now, tx, msg, targets, &policy);
+            }
+            RouteDecision::Lookup {
+                aor,
+                own_routes,
+                policy,
+            } => {
+                self.start_lookup(now, tx, msg, aor, own_routes, policy);
             }
             RouteDecision::Reject(status, reason) => {
                 self.respond(now, tx, msg, status, reason, &[]);
+            }
+            RouteDecision::Refuse(refusal) => {
+                self.refuse(now, tx, from, msg, refusal, Challenger::Proxy);
+            }
+            RouteDecision::BadExtension(unsupported) => {
+                self.respond(
+                    now,
+                    tx,
+                    msg,
+                    420,
+                    "Bad Extension",
+                    &[("Unsupported", unsupported.as_str())],
+                );
             }
         }
     }
@@ -114,9 +142,14 @@ impl SipServer {
                 return RouteDecision::Reject(483, "Too Many Hops");
             }
         }
-        if let Some(option) = msg.header_values(HeaderName::ProxyRequire).next() {
-            debug!(option, "unsupported Proxy-Require");
-            return RouteDecision::Reject(420, "Bad Extension");
+        if msg.header(HeaderName::ProxyRequire).is_some() {
+            // No extension is supported, so every option tag is listed (RFC 3261 16.3 step 5).
+            let unsupported = msg
+                .header_values(HeaderName::ProxyRequire)
+                .collect::<Vec<_>>()
+                .join(", ");
+            debug!(%unsupported, "unsupported Proxy-Require");
+            return RouteDecision::BadExtension(unsupported);
         }
         if self.is_loop(msg) {
             return RouteDecision::Reject(482, "Loop Detected");
@@ -130,12 +163,19 @@ impl SipServer {
             let Ok(route) = route else {
                 return RouteDecision::Reject(400, "Bad Request (bad Route)");
             };
+            let policy = match self.authorize_forward(now, from, msg, destination_of(&route.uri)) {
+                Ok(policy) => policy,
+                Err(refusal) => return RouteDecision::Refuse(refusal),
+            };
             return match self.peer_for_uri(&route.uri) {
-                Some(peer) => RouteDecision::Forward(vec![Target {
-                    request_uri: None,
-                    peer,
-                    pop_routes: own_routes,
-                }]),
+                Some(peer) => RouteDecision::Forward(
+                    vec![Target {
+                        request_uri: None,
+                        peer,
+                        pop_routes: own_routes,
+                    }],
+                    policy,
+                ),
                 None => RouteDecision::Reject(404, "Not Found (no route to next hop)"),
             };
         }
@@ -144,20 +184,32 @@ impl SipServer {
             Scheme::Tel => return RouteDecision::Reject(404, "Not Found (no route for tel URI)"),
             Scheme::Other => return RouteDecision::Reject(416, "Unsupported URI Scheme"),
         }
-        if self
+        let served = self
             .identity
-            .is_local_user_domain(request_uri.host, request_uri.port)
-        {
-            return self.route_to_local_user(now, from, request_uri, own_routes);
+            .is_local_user_domain(request_uri.host, request_uri.port);
+        let destination = if served {
+            Destination::ServedUser
+        } else {
+            destination_of(request_uri)
+        };
+        let policy = match self.authorize_forward(now, from, msg, destination) {
+            Ok(policy) => policy,
+            Err(refusal) => return RouteDecision::Refuse(refusal),
+        };
+        if served {
+            return self.route_to_local_user(now, from, request_uri, own_routes, policy);
         }
         // A target outside our domains: only IP literals can be reached until DNS routing
         // (RFC 3263) is available; in-dialog requests to a phone's Contact land here.
         match self.peer_for_uri(request_uri) {
-            Some(peer) => RouteDecision::Forward(vec![Target {
-                request_uri: None,
-                peer,
-                pop_routes: own_routes,
-            }]),
+            Some(peer) => RouteDecision::Forward(
+                vec![Target {
+                    request_uri: None,
+                    peer,
+                    pop_routes: own_routes,
+                }],
+                policy,
+            ),
             None => RouteDecision::Reject(404, "Not Found (no route to domain)"),
         }
     }
@@ -168,6 +220,7 @@ impl SipServer {
         from: Peer,
         request_uri: &Uri<'_>,
         own_routes: usize,
+        policy: ForwardPolicy,
     ) -> RouteDecision {
         let aor = request_uri.aor();
         let bindings: Vec<(String, Peer)> = self
@@ -189,12 +242,16 @@ impl SipServer {
             }
         }
         if !targets.is_empty() {
-            return RouteDecision::Forward(targets);
+            return RouteDecision::Forward(targets, policy);
         }
         // A request that came over the overlay was routed here by a lookup: asking the
         // overlay again could bounce it between nodes holding stale records.
         if self.identity.overlay_host().is_some() && from.transport != Transport::Overlay {
-            return RouteDecision::Lookup { aor, own_routes };
+            return RouteDecision::Lookup {
+                aor,
+                own_routes,
+                policy,
+            };
         }
         let known_user = request_uri
             .user_unescaped()
@@ -276,15 +333,28 @@ impl SipServer {
             return;
         };
         match self.route_request(now, from, msg, &method) {
-            RouteDecision::Forward(targets) => {
+            RouteDecision::Forward(targets, policy) => {
                 if let Some(target) = targets.into_iter().next() {
-                    self.forward_stateless(msg, target);
+                    self.forward_stateless(msg, target, &policy);
                 }
             }
-            RouteDecision::Local | RouteDecision::Reject(..) | RouteDecision::Lookup { .. } => {
+            RouteDecision::Local
+            | RouteDecision::Reject(..)
+            | RouteDecision::Refuse(..)
+            | RouteDecision::BadExtension(..)
+            | RouteDecision::Lookup { .. } => {
                 debug!(remote = %from.remote, "ACK with no route dropped");
             }
         }
+    }
+}
+
+/// Where a URI outside the served domains leads: another overlay node, or elsewhere.
+fn destination_of(uri: &Uri<'_>) -> Destination {
+    if uri_transport(uri) == Some(Transport::Overlay) {
+        Destination::Overlay
+    } else {
+        Destination::Elsewhere
     }
 }
 
