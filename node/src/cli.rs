@@ -67,9 +67,17 @@ pub struct NodeArgs {
     #[arg(long, value_name = "FILE")]
     pub users: Option<PathBuf>,
 
-    /// Accept REGISTER without authentication.
+    /// Accept REGISTER without authentication (a LAN without accounts): an
+    /// address-of-record then belongs to the source address holding its live bindings, and
+    /// nothing is relayed outside the served domains except for --trusted-peer sources.
     #[arg(long)]
     pub open: bool,
+
+    /// A source trusted like an overlay node (a provider's, gateway's or peer proxy's
+    /// address or prefix, e.g. 192.0.2.10 or 192.0.2.0/24; repeatable): it may send
+    /// requests to any destination and its P-Asserted-Identity is kept.
+    #[arg(long = "trusted-peer", value_name = "ADDR[/PREFIX]")]
+    pub trusted_peer: Vec<String>,
 
     /// Digest algorithms to challenge with, most preferred first (comma-separated:
     /// SHA-256, MD5). Default: SHA-256,MD5. Put MD5 first for phones that only answer the

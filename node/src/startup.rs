@@ -98,6 +98,15 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
     if !config.server.open && users.is_empty() {
         tracing::warn!("no users and not --open: every REGISTER will be refused");
     }
+    if config.server.open {
+        if let Some(public) = public_listen_address(&listeners) {
+            tracing::warn!(
+                address = %public,
+                "--open on a public address: anyone who can reach it may register \
+                 addresses-of-record and call the users here; use --users outside a LAN"
+            );
+        }
+    }
     let (shutdown, shutdown_rx) = watch::channel(false);
     let overlay = match &config.overlay {
         Some(settings) => Some(
@@ -405,6 +414,53 @@ fn interface_address(ipv4: bool) -> Option<IpAddr> {
         .find(|ip| ipv4 || !is_link_local(ip))
 }
 
+/// A listener address reachable from the Internet, if any: a public IP bound directly, or
+/// a public interface address behind a wildcard bind.
+fn public_listen_address(listeners: &[Listener]) -> Option<IpAddr> {
+    let interfaces: Vec<IpAddr> = if listeners.iter().any(|l| l.addr.ip().is_unspecified()) {
+        if_addrs::get_if_addrs()
+            .map(|all| all.iter().map(|i| i.ip()).collect())
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    listeners.iter().find_map(|l| {
+        let ip = l.addr.ip();
+        if ip.is_unspecified() {
+            interfaces.iter().copied().find(|candidate| {
+                candidate.is_ipv4() == ip.is_ipv4() && is_public_address(candidate)
+            })
+        } else {
+            is_public_address(&ip).then_some(ip)
+        }
+    })
+}
+
+/// True for unicast addresses outside the loopback, private (RFC 1918, RFC 4193), shared
+/// (RFC 6598) and link-local ranges.
+fn is_public_address(ip: &IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let shared = v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64;
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || shared)
+        }
+        IpAddr::V6(v6) => {
+            let unique_local = (v6.segments()[0] & 0xfe00) == 0xfc00;
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || unique_local
+                || is_link_local(&IpAddr::V6(v6)))
+        }
+    }
+}
+
 fn is_link_local(ip: &IpAddr) -> bool {
     match ip {
         IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
@@ -422,6 +478,26 @@ mod tests {
         assert_eq!(advertised_host("127.0.0.1".parse().unwrap()), "127.0.0.1");
         assert_eq!(advertised_host("::1".parse().unwrap()), "[::1]");
         assert_eq!(advertised_host("fe80::1".parse().unwrap()), "[fe80::1]");
+    }
+
+    #[test]
+    fn public_addresses_are_told_apart_from_lan_ones() {
+        for lan in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.10",
+            "100.64.0.1",
+            "169.254.1.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+        ] {
+            assert!(!is_public_address(&lan.parse().unwrap()), "{lan}");
+        }
+        for public in ["203.0.113.5", "8.8.8.8", "2001:db8::1", "::ffff:8.8.8.8"] {
+            assert!(is_public_address(&public.parse().unwrap()), "{public}");
+        }
     }
 
     #[test]

@@ -241,7 +241,14 @@ pub struct UdpClient {
 impl UdpClient {
     /// Binds an ephemeral loopback port.
     pub fn new(target: SocketAddr) -> Result<UdpClient> {
-        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).context("binding a UDP socket")?;
+        UdpClient::bind(Ipv4Addr::LOCALHOST, target)
+    }
+
+    /// Binds an ephemeral port of `local`, e.g. another loopback address (127.0.0.2) to
+    /// stand for another host.
+    pub fn bind(local: Ipv4Addr, target: SocketAddr) -> Result<UdpClient> {
+        let socket = UdpSocket::bind((local, 0))
+            .with_context(|| format!("binding a UDP socket on {local}"))?;
         let local = socket.local_addr()?;
         Ok(UdpClient {
             socket,

@@ -25,6 +25,7 @@
 //! authority_mode = "open"
 //! role = "auto"
 //! promote_after = 600
+//! trusted_peers = ["192.0.2.10", "198.51.100.0/24"]
 //!
 //! [limits]
 //! max_aors = 1000000
@@ -33,6 +34,8 @@
 //! max_expires = 86400
 //! default_expires = 3600
 //! max_transactions = 1000000
+//! max_bindings_per_source = 1000
+//! max_failures_per_account = 20
 //! max_connections = 10000
 //! max_message_size = 65535
 //!
@@ -147,6 +150,7 @@ struct FileConfig {
     authority_mode: Option<String>,
     role: Option<String>,
     promote_after: Option<u64>,
+    trusted_peers: Option<Vec<String>>,
     #[serde(default)]
     limits: LimitsFile,
     #[serde(default)]
@@ -162,6 +166,8 @@ struct LimitsFile {
     max_expires: Option<u32>,
     default_expires: Option<u32>,
     max_transactions: Option<usize>,
+    max_bindings_per_source: Option<usize>,
+    max_failures_per_account: Option<u32>,
     max_connections: Option<usize>,
     max_message_size: Option<usize>,
 }
@@ -286,6 +292,20 @@ pub fn parse_dns_server(text: &str) -> Result<SocketAddr, String> {
     text.parse::<std::net::IpAddr>()
         .map(|ip| SocketAddr::new(ip, DNS_PORT))
         .map_err(|_| "expected IP:PORT or IP, e.g. 192.0.2.53:53 or [2001:db8::53]:53".to_string())
+}
+
+/// Parses `--trusted-peer`: an address (`192.0.2.10`, `2001:db8::1`) or a prefix
+/// (`192.0.2.0/24`). The error is the reason only.
+pub fn parse_trusted_peer(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    if let Ok(net) = text.parse::<ipnet::IpNet>() {
+        return Ok(net.trunc());
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| {
+            "expected an IP address or prefix, e.g. 192.0.2.10 or 192.0.2.0/24".to_string()
+        })
 }
 
 /// Parses `--authority-mode`: `open` or `closed`. The error is the reason only.
@@ -518,6 +538,37 @@ pub fn resolve(args: &NodeArgs, env: &Environment) -> Result<NodeConfig, ConfigE
         1,
         100_000_000,
     )?;
+    let max_bindings_per_source = in_range(
+        "limits.max_bindings_per_source",
+        limits
+            .max_bindings_per_source
+            .unwrap_or(defaults.max_bindings_per_source),
+        1,
+        100_000_000,
+    )?;
+    let max_failures_per_account = in_range(
+        "limits.max_failures_per_account",
+        limits
+            .max_failures_per_account
+            .map_or(defaults.max_failures_per_account as usize, |v| v as usize),
+        1,
+        1_000_000,
+    )?;
+    let max_failures_per_account = u32::try_from(max_failures_per_account).unwrap_or(u32::MAX);
+    let (peer_values, peers_origin) = if !args.trusted_peer.is_empty() {
+        (args.trusted_peer.as_slice(), Origin::Flag("trusted-peer"))
+    } else {
+        (
+            file.trusted_peers.as_deref().unwrap_or_default(),
+            file_origin("trusted_peers"),
+        )
+    };
+    let trusted_sources = peer_values
+        .iter()
+        .map(|value| {
+            parse_trusted_peer(value).map_err(|reason| invalid(peers_origin, value, reason))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let max_connections = in_range(
         "limits.max_connections",
         limits.max_connections.unwrap_or(10_000),
@@ -614,6 +665,9 @@ pub fn resolve(args: &NodeArgs, env: &Environment) -> Result<NodeConfig, ConfigE
         t1,
         t2,
         t4,
+        trusted_sources,
+        max_bindings_per_source,
+        max_failures_per_account,
         ..Default::default()
     };
 
