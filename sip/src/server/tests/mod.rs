@@ -2,6 +2,7 @@
 
 use super::*;
 
+mod authorize;
 mod overlay;
 use crate::auth::{authorization_value, first_supported_challenge, Credential, Secret};
 use crate::message::Message;

@@ -1,0 +1,183 @@
+//! The authorisation step, sans-IO: who may make the node forward what.
+
+use super::*;
+
+fn users() -> Vec<Credential> {
+    ["alice", "bob"]
+        .into_iter()
+        .map(|name| Credential {
+            username: name.into(),
+            realm: "example.com".into(),
+            secret: Secret::Password(format!("{name}-pw")),
+        })
+        .collect()
+}
+
+/// The first supported challenge of `header` in a response.
+fn challenge_in<'t>(response: &'t str, header: &str) -> crate::auth::DigestChallenge<'t> {
+    let prefix = format!("{header}: ");
+    first_supported_challenge(
+        response
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix.as_str())),
+    )
+    .unwrap()
+}
+
+/// Registers `user` at `contact` with digest authentication.
+fn register_with_password(h: &mut Harness, user: &str, contact: &str) {
+    let out = h.feed(contact, &register(user, contact, 1, None));
+    assert_eq!(status_of(&out[0].1), 401);
+    let challenge = challenge_in(&out[0].1, "WWW-Authenticate");
+    let password = format!("{user}-pw");
+    let value = authorization_value(
+        &challenge,
+        user,
+        &password,
+        "REGISTER",
+        "sip:example.com",
+        "c",
+        1,
+    )
+    .unwrap();
+    let out = h.feed(contact, &register(user, contact, 2, Some(&value)));
+    assert_eq!(status_of(&out[0].1), 200, "{}", out[0].1);
+}
+
+#[test]
+fn a_local_caller_is_challenged_and_its_credentials_stay_here() {
+    let mut h = Harness::new(false, users());
+    register_with_password(&mut h, "bob", BOB);
+    let call = invite("bob", "pa1").replace(
+        "Content-Type",
+        "P-Asserted-Identity: <sip:ceo@example.com>\nContent-Type",
+    );
+    let out = h.feed(ALICE, &call);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(status_of(&out[0].1), 407);
+    assert!(out.iter().all(|(to, _)| *to != addr(BOB)));
+    let challenge = challenge_in(&out[0].1, "Proxy-Authenticate");
+    let value = authorization_value(
+        &challenge,
+        "alice",
+        "alice-pw",
+        "INVITE",
+        "sip:bob@example.com",
+        "c",
+        1,
+    )
+    .unwrap();
+    let answered = call
+        .replace("z9hG4bKpa1", "z9hG4bKpa2")
+        .replace("CSeq: 1 INVITE", "CSeq: 2 INVITE")
+        .replace(
+            "Content-Type",
+            &format!("Proxy-Authorization: {value}\nContent-Type"),
+        );
+    let out = h.feed(ALICE, &answered);
+    let (_, forwarded) = out.iter().find(|(to, _)| *to == addr(BOB)).unwrap();
+    assert!(header(forwarded, "Proxy-Authorization").is_none());
+    assert!(header(forwarded, "P-Asserted-Identity").is_none());
+
+    // bob's password does not make anyone alice.
+    let as_bob = authorization_value(
+        &challenge,
+        "bob",
+        "bob-pw",
+        "INVITE",
+        "sip:bob@example.com",
+        "c",
+        2,
+    )
+    .unwrap();
+    let impostor = invite("bob", "pa3").replace(
+        "Content-Type",
+        &format!("Proxy-Authorization: {as_bob}\nContent-Type"),
+    );
+    let out = h.feed(ALICE, &impostor);
+    assert_eq!(status_of(&out[0].1), 403, "{}", out[0].1);
+    assert!(out[0].1.contains("From does not match"));
+}
+
+#[test]
+fn nothing_is_relayed_outside_the_served_domains_without_trust() {
+    let gateway = "192.0.2.99:5060";
+    let to_gateway = |text: String| {
+        text.replace(
+            "INVITE sip:bob@example.com",
+            &format!("INVITE sip:+4312345@{gateway}"),
+        )
+    };
+    let mut open = Harness::open();
+    let out = open.feed(ALICE, &to_gateway(invite("bob", "r1")));
+    assert_eq!(status_of(&out[0].1), 403);
+    assert!(out[0].1.contains("relaying not allowed"));
+    assert!(out.iter().all(|(to, _)| *to != addr(gateway)));
+
+    let mut trusting = Harness::with_config(true, Vec::new(), |config| {
+        config.trusted_sources = vec!["127.0.0.0/8".parse().unwrap()];
+    });
+    let call = to_gateway(invite("bob", "r2")).replace(
+        "Content-Type",
+        "P-Asserted-Identity: <sip:alice@example.com>\nContent-Type",
+    );
+    let out = trusting.feed(ALICE, &call);
+    let (_, forwarded) = out.iter().find(|(to, _)| *to == addr(gateway)).unwrap();
+    assert_eq!(
+        header(forwarded, "P-Asserted-Identity"),
+        Some("<sip:alice@example.com>"),
+        "a trusted source's asserted identity is kept"
+    );
+}
+
+#[test]
+fn guesses_from_many_addresses_lock_the_account() {
+    let mut h = Harness::with_config(false, users(), |config| {
+        config.max_failures_per_account = 5;
+    });
+    let mut last = String::new();
+    for index in 0..6u8 {
+        // Each guess from an address of its own, on a nonce issued to that address.
+        let source = udp(&format!("10.0.0.{}:5060", index + 1));
+        // A branch of its own, so that no request looks like another's retransmission.
+        let fresh = |text: String| text.replace("z9hG4bKreg", &format!("z9hG4bK{index}reg"));
+        let out = h.feed_from(source, &fresh(register("alice", BOB, 1, None)));
+        let challenge_text = out[0].1.clone();
+        let challenge = challenge_in(&challenge_text, "WWW-Authenticate");
+        let guess = authorization_value(
+            &challenge,
+            "alice",
+            "guess",
+            "REGISTER",
+            "sip:example.com",
+            "c",
+            1,
+        )
+        .unwrap();
+        let out = h.feed_from(source, &fresh(register("alice", BOB, 2, Some(&guess))));
+        last = out[0].1.clone();
+    }
+    assert_eq!(status_of(&last), 403, "{last}");
+    assert!(last.contains("for this account"));
+}
+
+#[test]
+fn open_registrations_belong_to_the_registering_address() {
+    let mut h = Harness::with_config(true, Vec::new(), |config| {
+        config.max_bindings_per_source = 2;
+    });
+    let phone = udp("10.0.0.1:5060");
+    let other = udp("10.0.0.2:5060");
+    let out = h.feed_from(phone, &register("alice", "10.0.0.1:5060", 1, None));
+    assert_eq!(status_of(&out[0].1), 200);
+    let out = h.feed_from(other, &register("alice", "10.0.0.2:5060", 1, None));
+    assert_eq!(status_of(&out[0].1), 403, "{}", out[0].1);
+    let out = h.feed_from(phone, &register("bob", "10.0.0.1:5060", 1, None));
+    assert_eq!(status_of(&out[0].1), 200);
+    let out = h.feed_from(phone, &register("carol", "10.0.0.1:5060", 1, None));
+    assert_eq!(status_of(&out[0].1), 503, "{}", out[0].1);
+    assert_eq!(
+        h.server.location().bindings_from(addr("10.0.0.1:1").ip()),
+        2
+    );
+}
