@@ -26,18 +26,7 @@ impl SipServer {
     ) {
         // This node implements no SIP extension that a Require could ask for (RFC 3261 8.2.2.3).
         if msg.header(HeaderName::Require).is_some() {
-            let unsupported = msg
-                .header_values(HeaderName::Require)
-                .collect::<Vec<_>>()
-                .join(", ");
-            self.respond(
-                now,
-                tx,
-                msg,
-                420,
-                "Bad Extension",
-                &[("Unsupported", unsupported.as_str())],
-            );
+            self.respond_bad_extension(now, tx, msg, HeaderName::Require);
             return;
         }
         match method {
@@ -120,6 +109,27 @@ impl SipServer {
                 self.respond(now, tx, msg, rejection.status, &rejection.reason, &extra);
             }
         }
+    }
+
+    /// 420 listing every option tag of `header` (Require or Proxy-Require) in Unsupported:
+    /// this node supports no extension (RFC 3261 8.2.2.3, 16.3 step 5).
+    pub(super) fn respond_bad_extension(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        msg: &Message<'_>,
+        header: HeaderName,
+    ) {
+        let unsupported = msg.header_values(header).collect::<Vec<_>>().join(", ");
+        debug!(%unsupported, "unsupported extension required");
+        self.respond(
+            now,
+            tx,
+            msg,
+            420,
+            "Bad Extension",
+            &[("Unsupported", unsupported.as_str())],
+        );
     }
 
     /// Digest authentication of a REGISTER (RFC 3261 22, RFC 8760) and authorization of

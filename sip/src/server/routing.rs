@@ -24,8 +24,8 @@ enum RouteDecision {
     Reject(u16, &'static str),
     /// The authorisation step refused it: 403 or a challenge.
     Refuse(Refusal),
-    /// 420 listing the option tags this node does not support.
-    BadExtension(String),
+    /// 420 listing the Proxy-Require option tags (this node supports none).
+    BadExtension,
     /// No local binding: look the address-of-record up in the overlay.
     Lookup {
         aor: String,
@@ -99,15 +99,8 @@ impl SipServer {
             RouteDecision::Refuse(refusal) => {
                 self.refuse(now, tx, from, msg, refusal, Challenger::Proxy);
             }
-            RouteDecision::BadExtension(unsupported) => {
-                self.respond(
-                    now,
-                    tx,
-                    msg,
-                    420,
-                    "Bad Extension",
-                    &[("Unsupported", unsupported.as_str())],
-                );
+            RouteDecision::BadExtension => {
+                self.respond_bad_extension(now, tx, msg, HeaderName::ProxyRequire);
             }
         }
     }
@@ -143,13 +136,7 @@ impl SipServer {
             }
         }
         if msg.header(HeaderName::ProxyRequire).is_some() {
-            // No extension is supported, so every option tag is listed (RFC 3261 16.3 step 5).
-            let unsupported = msg
-                .header_values(HeaderName::ProxyRequire)
-                .collect::<Vec<_>>()
-                .join(", ");
-            debug!(%unsupported, "unsupported Proxy-Require");
-            return RouteDecision::BadExtension(unsupported);
+            return RouteDecision::BadExtension;
         }
         if self.is_loop(msg) {
             return RouteDecision::Reject(482, "Loop Detected");
@@ -167,17 +154,12 @@ impl SipServer {
                 Ok(policy) => policy,
                 Err(refusal) => return RouteDecision::Refuse(refusal),
             };
-            return match self.peer_for_uri(&route.uri) {
-                Some(peer) => RouteDecision::Forward(
-                    vec![Target {
-                        request_uri: None,
-                        peer,
-                        pop_routes: own_routes,
-                    }],
-                    policy,
-                ),
-                None => RouteDecision::Reject(404, "Not Found (no route to next hop)"),
-            };
+            return self.next_hop(
+                &route.uri,
+                own_routes,
+                policy,
+                "Not Found (no route to next hop)",
+            );
         }
         match request_uri.scheme {
             Scheme::Sip | Scheme::Sips => {}
@@ -201,7 +183,24 @@ impl SipServer {
         }
         // A target outside our domains: only IP literals can be reached until DNS routing
         // (RFC 3263) is available; in-dialog requests to a phone's Contact land here.
-        match self.peer_for_uri(request_uri) {
+        self.next_hop(
+            request_uri,
+            own_routes,
+            policy,
+            "Not Found (no route to domain)",
+        )
+    }
+
+    /// Forwards to the one next hop `uri` names, keeping the Request-URI, or 404 with
+    /// `not_found` when it cannot be reached.
+    fn next_hop(
+        &mut self,
+        uri: &Uri<'_>,
+        own_routes: usize,
+        policy: ForwardPolicy,
+        not_found: &'static str,
+    ) -> RouteDecision {
+        match self.peer_for_uri(uri) {
             Some(peer) => RouteDecision::Forward(
                 vec![Target {
                     request_uri: None,
@@ -210,7 +209,7 @@ impl SipServer {
                 }],
                 policy,
             ),
-            None => RouteDecision::Reject(404, "Not Found (no route to domain)"),
+            None => RouteDecision::Reject(404, not_found),
         }
     }
 
@@ -341,7 +340,7 @@ impl SipServer {
             RouteDecision::Local
             | RouteDecision::Reject(..)
             | RouteDecision::Refuse(..)
-            | RouteDecision::BadExtension(..)
+            | RouteDecision::BadExtension
             | RouteDecision::Lookup { .. } => {
                 debug!(remote = %from.remote, "ACK with no route dropped");
             }
