@@ -144,7 +144,8 @@ impl Core {
             if transmit.to.transport == Transport::Udp {
                 if let Some(endpoint) = udp::pick(&self.udp, transmit.to.local, transmit.to.remote)
                 {
-                    endpoint.send(&transmit.payload, transmit.to.remote).await;
+                    // Shutting down: nobody is left to tell of a failed send.
+                    let _sent = endpoint.send(&transmit.payload, transmit.to.remote).await;
                 }
             }
         }
@@ -248,11 +249,16 @@ impl Core {
         while let Some(transmit) = self.server.poll_transmit() {
             let to = transmit.to;
             if to.transport == Transport::Udp {
-                match udp::pick(&self.udp, to.local, to.remote) {
+                let sent = match udp::pick(&self.udp, to.local, to.remote) {
                     Some(endpoint) => endpoint.send(&transmit.payload, to.remote).await,
                     None => {
-                        tracing::debug!(remote = %to.remote, "no UDP socket for this address family")
+                        tracing::debug!(remote = %to.remote, "no UDP socket for this address family");
+                        false
                     }
+                };
+                if !sent {
+                    // What this produces (an answer upstream) is drained by this same loop.
+                    self.server.transport_failed(Instant::now(), to);
                 }
                 continue;
             }

@@ -55,16 +55,21 @@ impl UdpEndpoint {
     }
 
     /// Sends one datagram: without waiting if the send buffer has room, else waiting for it.
-    /// Errors are logged and the datagram dropped: UDP senders retransmit.
-    pub async fn send(&self, payload: &[u8], to: SocketAddr) {
+    /// False when the operating system refused it (logged; the caller tells the server, so
+    /// a request toward an unreachable address fails at once).
+    pub async fn send(&self, payload: &[u8], to: SocketAddr) -> bool {
         let result = match self.socket.try_send_to(payload, to) {
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                 self.socket.send_to(payload, to).await
             }
             other => other,
         };
-        if let Err(error) = result {
-            tracing::debug!(%error, %to, local = %self.local, "UDP send failed");
+        match result {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::debug!(%error, %to, local = %self.local, "UDP send failed");
+                false
+            }
         }
     }
 }

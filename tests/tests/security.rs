@@ -537,3 +537,59 @@ fn bad_extension_lists_the_unsupported_tags() -> Result<()> {
     })();
     node.context(result)
 }
+
+/// Point 7: an INVITE over UDP that the node refuses is answered once, not every time
+/// Timer G fires, so a spoofed source gains nothing from the node's answers.
+#[test]
+fn a_refused_invite_is_answered_once() -> Result<()> {
+    let node = Node::start(&NodeConfig::open())?;
+    let client = UdpClient::bind(host(20), node.udp_addr())?;
+    let result = (|| -> Result<()> {
+        let call = invite(
+            &client,
+            &format!("sip:nobody@{DOMAIN}"),
+            "sip:x@elsewhere.example",
+        );
+        client.send(&call.to_bytes())?;
+        let mut answers = 0;
+        // Timer G would have repeated the 404 at 0.5, 1.5 and 3.5 s.
+        for _ in 0..20 {
+            let Some(datagram) = client.recv(Duration::from_secs(5))? else {
+                break;
+            };
+            let response = Response::parse(&datagram).context("not a response")?;
+            ensure!(response.status == 404, "{}", response.raw);
+            answers += 1;
+        }
+        ensure!(answers == 1, "the 404 was sent {answers} times");
+        Ok(())
+    })();
+    node.context(result)
+}
+
+/// Point 8: a contact the node has no socket for (IPv6 on an IPv4-only node) fails the
+/// call at once with 503, not with 408 after Timer B.
+#[test]
+fn an_unreachable_contact_fails_the_call_at_once() -> Result<()> {
+    let node = Node::start(&NodeConfig::open())?;
+    let phone = UdpClient::bind(host(21), node.udp_addr())?;
+    let caller = UdpClient::bind(host(22), node.udp_addr())?;
+    let result = (|| -> Result<()> {
+        let register = register(&phone, "bob", 1).set("Contact", "<sip:bob@[::1]:5099>");
+        let ok = phone.expect_response(&register, REPLY_LIMIT)?;
+        ensure!(ok.status == 200, "{}", ok.raw);
+        let call = invite(
+            &caller,
+            &format!("sip:bob@{DOMAIN}"),
+            "sip:x@elsewhere.example",
+        );
+        let response = caller.expect_response(&call, REPLY_LIMIT)?;
+        ensure!(
+            response.status == 503,
+            "expected 503 at once, got:\n{}",
+            response.raw
+        );
+        Ok(())
+    })();
+    node.context(result)
+}

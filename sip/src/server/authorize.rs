@@ -18,7 +18,7 @@
 
 use super::SipServer;
 use crate::auth::{select_for_realm, AuthOutcome};
-use crate::message::{HeaderName, Message, NameAddr};
+use crate::message::{edit, HeaderName, Message, Method, NameAddr};
 use crate::transaction::ServerTxId;
 use crate::transport::{Peer, Transport};
 use hmac::{Hmac, Mac};
@@ -30,6 +30,8 @@ use tracing::debug;
 pub(crate) const DIALOG_TOKEN_PARAM: &str = "dlg";
 /// Hex digits of a dialog token (64 bits of MAC).
 const DIALOG_TOKEN_HEX: usize = 16;
+/// Start of the To tags of stateless answers, so that other ACKs skip the MAC.
+const LOCAL_REPLY_TAG_PREFIX: &str = "sl";
 
 /// Where a routed request goes, as far as authorisation is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,8 +120,23 @@ impl DialogTokens {
 
     /// The token of the dialog with `call_id`, as lower-case hex.
     pub(crate) fn token(&self, call_id: &str) -> String {
+        self.mac_hex(b"dlg\0", call_id)
+    }
+
+    /// The To tag of a stateless final answer to an INVITE with `call_id`: the ACK that
+    /// comes back carries it and is absorbed. A MAC of its own, so it says nothing about
+    /// the dialog token.
+    pub(crate) fn local_reply_tag(&self, call_id: &str) -> String {
+        let mut tag = String::with_capacity(LOCAL_REPLY_TAG_PREFIX.len() + DIALOG_TOKEN_HEX);
+        tag.push_str(LOCAL_REPLY_TAG_PREFIX);
+        tag.push_str(&self.mac_hex(b"reply\0", call_id));
+        tag
+    }
+
+    fn mac_hex(&self, label: &[u8], value: &str) -> String {
         let mut mac = self.keyed_mac.clone();
-        mac.update(call_id.as_bytes());
+        mac.update(label);
+        mac.update(value.as_bytes());
         let digest = mac.finalize().into_bytes();
         let mut out = String::with_capacity(DIALOG_TOKEN_HEX);
         for byte in digest.iter().take(DIALOG_TOKEN_HEX / 2) {
@@ -343,7 +360,7 @@ impl SipServer {
             Refusal::Forbidden(fault) => {
                 debug!(fault, "request refused");
                 let reason = format!("Forbidden ({fault})");
-                self.respond(now, tx, msg, 403, &reason, &[]);
+                self.respond_error(now, tx, from, msg, 403, &reason, &[]);
             }
             Refusal::Challenge { realm, stale } => {
                 let client = from.remote.ip().to_canonical();
@@ -356,9 +373,57 @@ impl SipServer {
                     .map(|value| (name, value.as_str()))
                     .collect();
                 let (status, reason) = challenger.status();
-                self.respond(now, tx, msg, status, reason, &extra);
+                self.respond_error(now, tx, from, msg, status, reason, &extra);
             }
         }
+    }
+}
+
+impl SipServer {
+    /// Answers a request that ends here with a final error. An out-of-dialog INVITE over
+    /// UDP is answered statelessly: its server transaction would repeat the answer until
+    /// an ACK came (RFC 3261 17.2.1, eleven times in 32 s), to a source address that may
+    /// be spoofed. A lost answer is repeated when the INVITE is, and the ACK is absorbed
+    /// by its To tag (see [`SipServer::is_ack_of_local_reply`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn respond_error(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        from: Peer,
+        msg: &Message<'_>,
+        status: u16,
+        reason: &str,
+        extra: &[(&str, &str)],
+    ) {
+        let out_of_dialog_invite = msg.method() == Some(&Method::Invite)
+            && msg
+                .to()
+                .and_then(Result::ok)
+                .is_some_and(|to| to.tag().is_none());
+        if from.transport != Transport::Udp || !out_of_dialog_invite {
+            self.respond(now, tx, msg, status, reason, extra);
+            return;
+        }
+        self.transactions.remove_server(tx);
+        self.stats.requests_answered += 1;
+        let tag = self
+            .dialog_tokens
+            .local_reply_tag(msg.call_id().unwrap_or(""));
+        let response = edit::build_response(msg, status, reason, Some(&tag), extra, None);
+        self.send_stateless(from, response);
+    }
+
+    /// True for the ACK of an answer [`SipServer::respond_error`] sent statelessly.
+    pub(super) fn is_ack_of_local_reply(&self, msg: &Message<'_>) -> bool {
+        let Some(tag) = msg.to().and_then(Result::ok).and_then(|to| to.tag()) else {
+            return false;
+        };
+        tag.starts_with(LOCAL_REPLY_TAG_PREFIX)
+            && tag
+                == self
+                    .dialog_tokens
+                    .local_reply_tag(msg.call_id().unwrap_or(""))
     }
 }
 

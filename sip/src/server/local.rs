@@ -26,7 +26,7 @@ impl SipServer {
     ) {
         // This node implements no SIP extension that a Require could ask for (RFC 3261 8.2.2.3).
         if msg.header(HeaderName::Require).is_some() {
-            self.respond_bad_extension(now, tx, msg, HeaderName::Require);
+            self.respond_bad_extension(now, tx, from, msg, HeaderName::Require);
             return;
         }
         match method {
@@ -117,14 +117,16 @@ impl SipServer {
         &mut self,
         now: Instant,
         tx: ServerTxId,
+        from: Peer,
         msg: &Message<'_>,
         header: HeaderName,
     ) {
         let unsupported = msg.header_values(header).collect::<Vec<_>>().join(", ");
         debug!(%unsupported, "unsupported extension required");
-        self.respond(
+        self.respond_error(
             now,
             tx,
+            from,
             msg,
             420,
             "Bad Extension",

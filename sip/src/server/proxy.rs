@@ -449,8 +449,25 @@ impl SipServer {
 
     /// Ends, as transport errors, the pending branches sent over `connection` (a stream or
     /// an overlay peer that could not be reached), so callers get an answer now instead of
-    /// after Timer B. A scan of the live forks: failures are rare, forks are bounded.
+    /// after Timer B.
     pub fn connection_failed(&mut self, now: Instant, connection: ConnectionId) {
+        self.fail_branches(now, |peer| peer.connection == Some(connection));
+    }
+
+    /// A message to `to` could not be sent (no socket for its address family, a send the
+    /// operating system refused): pending branches toward it end at once with 503 upstream
+    /// instead of 408 after Timer B (RFC 3261 8.1.3.1).
+    pub fn transport_failed(&mut self, now: Instant, to: Peer) {
+        self.fail_branches(now, |peer| {
+            peer.transport == to.transport
+                && peer.remote == to.remote
+                && peer.connection == to.connection
+        });
+    }
+
+    /// Ends, as transport errors, the pending branches whose next hop `failed_toward`
+    /// names. A scan of the live forks: failures are rare, forks are bounded.
+    fn fail_branches(&mut self, now: Instant, failed_toward: impl Fn(&Peer) -> bool) {
         let mut failed: SmallVec<[ClientTxId; 8]> = SmallVec::new();
         for fork in self.forks.forks.values() {
             for branch in fork
@@ -461,11 +478,11 @@ impl SipServer {
                 let Some(client) = branch.client else {
                     continue;
                 };
-                let on_connection = self
+                if self
                     .transactions
                     .client_peer(client)
-                    .is_some_and(|peer| peer.connection == Some(connection));
-                if on_connection {
+                    .is_some_and(&failed_toward)
+                {
                     failed.push(client);
                 }
             }
@@ -527,6 +544,12 @@ impl SipServer {
             best => {
                 let (status, reason) = match best {
                     _ if cancelled => (487, "Request Terminated"),
+                    // A next hop this node could not reach: 503 now, so the caller can try
+                    // elsewhere. A 503 received from downstream becomes 500 (RFC 3261 16.7
+                    // step 6): it speaks of that server, not of this one.
+                    Some(b) if b.status == 503 && b.synthesised => {
+                        (503, "Service Unavailable (next hop unreachable)")
+                    }
                     Some(b) if b.status == 503 => {
                         (500, "Server Internal Error (next hop unavailable)")
                     }

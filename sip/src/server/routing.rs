@@ -14,6 +14,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 use tracing::debug;
 
+/// UDP branches a request forks to at most whose contact is not the address its REGISTER
+/// came from. Bindings are tried in q order, so the preferred ones are kept.
+const MAX_UNVERIFIED_BRANCHES: usize = 2;
+
 /// Where a request goes after Route processing.
 enum RouteDecision {
     /// Answer here (REGISTER, OPTIONS to the node, methods the node does not serve).
@@ -53,6 +57,9 @@ impl SipServer {
             ServerMatch::New => {}
         }
         if method == Method::Ack {
+            if self.is_ack_of_local_reply(msg) {
+                return;
+            }
             // An ACK for a 2xx travels end to end, outside any transaction (RFC 3261 17.1.1.3).
             self.forward_ack(now, from, msg);
             return;
@@ -94,13 +101,13 @@ impl SipServer {
                 self.start_lookup(now, tx, msg, aor, own_routes, policy);
             }
             RouteDecision::Reject(status, reason) => {
-                self.respond(now, tx, msg, status, reason, &[]);
+                self.respond_error(now, tx, from, msg, status, reason, &[]);
             }
             RouteDecision::Refuse(refusal) => {
                 self.refuse(now, tx, from, msg, refusal, Challenger::Proxy);
             }
             RouteDecision::BadExtension => {
-                self.respond_bad_extension(now, tx, msg, HeaderName::ProxyRequire);
+                self.respond_bad_extension(now, tx, from, msg, HeaderName::ProxyRequire);
             }
         }
     }
@@ -228,11 +235,21 @@ impl SipServer {
             .map(|binding| (binding.uri.to_string(), binding.source))
             .collect();
         let mut targets = Vec::with_capacity(bindings.len());
+        let mut unverified = 0;
         for (uri, source) in bindings {
             let Ok(contact) = Uri::parse(&uri) else {
                 continue;
             };
             if let Some(peer) = self.peer_for_binding(&contact, source) {
+                // A UDP contact other than the address its REGISTER came from may name
+                // anyone (a victim of reflected traffic): only a few such branches.
+                if peer.transport == Transport::Udp && peer.remote != source.remote {
+                    if unverified >= MAX_UNVERIFIED_BRANCHES {
+                        debug!(contact = %uri, "unverified contact skipped");
+                        continue;
+                    }
+                    unverified += 1;
+                }
                 targets.push(Target {
                     request_uri: Some(uri),
                     peer,

@@ -181,3 +181,65 @@ fn open_registrations_belong_to_the_registering_address() {
         2
     );
 }
+
+#[test]
+fn an_invite_refused_over_udp_is_answered_once_and_its_ack_absorbed() {
+    let mut h = Harness::open();
+    let out = h.feed(ALICE, &invite("nobody", "sl1"));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(status_of(&out[0].1), 404);
+    let to = header(&out[0].1, "To").unwrap().to_owned();
+    // No transaction repeats the answer to a source that never acknowledges it.
+    assert!(h.advance(Duration::from_secs(40)).is_empty());
+    assert_eq!(h.server.transactions_in_progress(), 0);
+    let ack = invite("nobody", "sl1")
+        .replace("INVITE sip:", "ACK sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+        .replace("To: <sip:nobody@example.com>", &format!("To: {to}"));
+    assert!(h.feed(ALICE, &ack).is_empty(), "the ACK ends here");
+    // A repeated INVITE (the answer was lost) is answered again.
+    let again = h.feed(ALICE, &invite("nobody", "sl1"));
+    assert_eq!(status_of(&again[0].1), 404);
+}
+
+#[test]
+fn a_binding_set_aimed_at_a_victim_forks_to_few_of_them() {
+    let mut h = Harness::open();
+    let mut contacts = String::new();
+    for port in 0..16 {
+        contacts.push_str(&format!("Contact: <sip:bob@192.0.2.50:{}>\n", 6000 + port));
+    }
+    let reg = register("bob", BOB, 1, None).replace(
+        &format!("Contact: <sip:bob@{BOB}>;expires=600\n"),
+        &contacts,
+    );
+    let out = h.feed(BOB, &reg);
+    assert_eq!(status_of(&out[0].1), 200, "{}", out[0].1);
+    let out = h.feed(ALICE, &invite("bob", "amp1"));
+    let forwarded = out
+        .iter()
+        .filter(|(to, _)| to.ip() == addr("192.0.2.50:1").ip())
+        .count();
+    assert_eq!(forwarded, 2, "{out:?}");
+}
+
+#[test]
+fn a_next_hop_that_cannot_be_sent_to_fails_the_call_at_once() {
+    let mut h = Harness::open();
+    h.register("bob", BOB, BOB);
+    h.server.handle_input(
+        h.now,
+        udp(ALICE),
+        invite("bob", "tf1").replace('\n', "\r\n").as_bytes(),
+    );
+    let mut toward_bob = None;
+    while let Some(t) = h.server.poll_transmit() {
+        if t.to.remote == addr(BOB) {
+            toward_bob = Some(t.to);
+        }
+    }
+    h.server.transport_failed(h.now, toward_bob.unwrap());
+    let out = h.drain();
+    let final_ = out.iter().find(|(to, _)| *to == addr(ALICE)).unwrap();
+    assert_eq!(status_of(&final_.1), 503, "{}", final_.1);
+}

@@ -283,5 +283,5 @@ fn an_unreachable_serving_node_fails_the_call_at_once() {
     while let Some(t) = net.a.poll_transmit() {
         statuses.push(status_of(std::str::from_utf8(&t.payload).unwrap()));
     }
-    assert_eq!(statuses, [500]);
+    assert_eq!(statuses, [503]);
 }
