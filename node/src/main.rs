@@ -14,6 +14,7 @@ mod domain;
 mod lru;
 mod node_info;
 mod overlay_link;
+mod overload;
 mod route_cache;
 mod runtime;
 mod startup;

@@ -10,6 +10,7 @@
 
 use crate::connections::Connections;
 use crate::overlay_link::{LinkInput, OverlayLink, INPUT_BATCH};
+use crate::overload::OverloadDetector;
 use crate::stream::StreamEvent;
 use crate::udp::{self, UdpEndpoint, RECV_BATCH};
 use sip::server::SipServer;
@@ -44,6 +45,7 @@ pub struct Core {
     timer: Pin<Box<Sleep>>,
     /// The deadline `timer` is set to; None when the server has no timer.
     timer_deadline: Option<Instant>,
+    overload: OverloadDetector,
     /// None in single-node mode.
     overlay: Option<OverlayLink>,
 }
@@ -75,6 +77,7 @@ impl Core {
             timer: Box::pin(tokio::time::sleep(IDLE_SLEEP)),
             timer_deadline: None,
             overlay,
+            overload: OverloadDetector::default(),
         }
     }
 
@@ -218,11 +221,15 @@ impl Core {
     }
 
     /// Reads up to [`RECV_BATCH`] datagrams from each socket and feeds them to the server.
+    /// A socket that still had a full batch waiting tells the overload detector that the
+    /// core is behind.
     fn receive_udp(&mut self, now: Instant) {
+        let mut found_full_batch = false;
         for endpoint in &self.udp {
-            for _ in 0..RECV_BATCH {
+            for read in 0..RECV_BATCH {
                 match endpoint.socket.try_recv_from(&mut self.recv_buffer) {
                     Ok((len, remote)) => {
+                        found_full_batch |= read + 1 == RECV_BATCH;
                         let peer = Peer {
                             transport: Transport::Udp,
                             remote,
@@ -241,6 +248,13 @@ impl Core {
                     }
                 }
             }
+        }
+        if let Some(overloaded) = self.overload.turn(found_full_batch) {
+            tracing::info!(
+                overloaded,
+                "input backlog: shedding new requests while overloaded"
+            );
+            self.server.set_overloaded(overloaded);
         }
     }
 

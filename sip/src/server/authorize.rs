@@ -406,11 +406,29 @@ impl SipServer {
             return;
         }
         self.transactions.remove_server(tx);
+        self.respond_stateless_error(from, msg, status, reason, extra);
+    }
+
+    /// A final error without a transaction. An out-of-dialog INVITE's gets a To tag that
+    /// marks its ACK for absorption.
+    pub(super) fn respond_stateless_error(
+        &mut self,
+        from: Peer,
+        msg: &Message<'_>,
+        status: u16,
+        reason: &str,
+        extra: &[(&str, &str)],
+    ) {
         self.stats.requests_answered += 1;
-        let tag = self
-            .dialog_tokens
-            .local_reply_tag(msg.call_id().unwrap_or(""));
-        let response = edit::build_response(msg, status, reason, Some(&tag), extra, None);
+        let has_tag = msg
+            .to()
+            .and_then(Result::ok)
+            .is_some_and(|to| to.tag().is_some());
+        let tag = (!has_tag).then(|| {
+            self.dialog_tokens
+                .local_reply_tag(msg.call_id().unwrap_or(""))
+        });
+        let response = edit::build_response(msg, status, reason, tag.as_deref(), extra, None);
         self.send_stateless(from, response);
     }
 

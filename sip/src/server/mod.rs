@@ -12,6 +12,7 @@ pub mod identity;
 pub mod ids;
 mod local;
 pub mod overlay;
+mod overload;
 mod proxy;
 pub mod response_choice;
 mod routing;
@@ -90,6 +91,9 @@ pub struct ServerConfig {
     /// account is refused for the rest of that minute (password guessing spread over many
     /// addresses).
     pub max_failures_per_account: u32,
+    /// Requests a second one untrusted source address may send (counted over two
+    /// seconds); beyond it, its requests are dropped until the window ends. 0: no limit.
+    pub max_requests_per_source: u32,
 }
 
 impl Default for ServerConfig {
@@ -117,6 +121,7 @@ impl Default for ServerConfig {
             trusted_sources: Vec::new(),
             max_bindings_per_source: 1_000,
             max_failures_per_account: 20,
+            max_requests_per_source: 2_000,
         }
     }
 }
@@ -141,8 +146,11 @@ pub struct ServerStats {
     pub responses_forwarded: u64,
     pub registrations: u64,
     pub auth_failures: u64,
-    /// Requests refused with 503 because the transaction table was full.
+    /// Requests refused with 503 because the node was overloaded or its transaction table
+    /// full.
     pub overload_rejections: u64,
+    /// Requests dropped because their source exceeded its request rate.
+    pub rate_limited: u64,
 }
 
 /// Context of a server transaction: the fork it feeds, if the request was proxied.
@@ -178,6 +186,10 @@ pub struct SipServer {
     /// Failed authentications per account, against guessing from many addresses.
     account_failures: FailureLimiter<String>,
     dialog_tokens: DialogTokens,
+    /// Requests per source address, when limited.
+    source_rates: Option<FailureLimiter>,
+    /// Set by the node while its input queue stays full.
+    overloaded: bool,
     forks: ForkTable,
     lookups: PendingLookups,
     overlay_peers: OverlayPeers,
@@ -227,6 +239,8 @@ impl SipServer {
                 FailureLimiter::<String>::DEFAULT_CAPACITY,
             ),
             dialog_tokens: DialogTokens::new(&config.random_seed),
+            source_rates: overload::source_rate_limiter(config.max_requests_per_source),
+            overloaded: false,
             forks: ForkTable::default(),
             lookups: PendingLookups::default(),
             overlay_peers: OverlayPeers::default(),

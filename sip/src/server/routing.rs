@@ -47,6 +47,9 @@ impl SipServer {
             return;
         };
         let method = *method;
+        if !self.admit_source(now, from) {
+            return;
+        }
         let key = server_key(msg, &via, cseq.seq, cseq.method.as_str(), call_id);
         match self.transactions.on_request(now, &key) {
             ServerMatch::Retransmission(_) | ServerMatch::AckAbsorbed(_) => return,
@@ -62,6 +65,10 @@ impl SipServer {
             }
             // An ACK for a 2xx travels end to end, outside any transaction (RFC 3261 17.1.1.3).
             self.forward_ack(now, from, msg);
+            return;
+        }
+        if self.sheds(&method, msg) {
+            self.shed(from, msg);
             return;
         }
         let cancelled_invite = if method == Method::Cancel {

@@ -4,6 +4,7 @@ use super::*;
 
 mod authorize;
 mod overlay;
+mod overload;
 use crate::auth::{authorization_value, first_supported_challenge, Credential, Secret};
 use crate::message::Message;
 use std::net::SocketAddr;
