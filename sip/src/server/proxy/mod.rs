@@ -2,7 +2,7 @@
 //! Record-Route, parallel forking, response selection, CANCEL of the other branches.
 
 use super::authorize::{headers_to_drop, with_dialog_token, ForwardPolicy};
-use super::response_choice::{is_better_final, status_to_forward};
+use super::response_choice::status_to_forward;
 use super::routing::request_loop_hash;
 use super::{ClientCtx, SipServer};
 use crate::message::{edit, HeaderName, Message, MessageEditor, Method, Via};
@@ -11,12 +11,14 @@ use crate::transaction::{
 };
 use crate::transport::{ConnectionId, Peer, Transmit, Transport};
 use bytes::Bytes;
+pub(crate) use fork::ForkTable;
+use fork::{Branch, BranchState, Fork};
 use smallvec::SmallVec;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 use tracing::debug;
+
+mod fork;
 
 /// One place a request is forwarded to.
 #[derive(Debug, Clone)]
@@ -33,127 +35,6 @@ pub(crate) struct Target {
 pub(crate) struct BranchRef {
     pub fork: u64,
     pub index: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BranchState {
-    /// Sent, nothing heard yet.
-    Calling,
-    /// A provisional response arrived: a CANCEL may be sent now.
-    Provisional,
-    /// A final response arrived, or the branch failed.
-    Done,
-}
-
-#[derive(Debug)]
-struct Branch {
-    client: Option<ClientTxId>,
-    state: BranchState,
-    /// A CANCEL is owed as soon as a provisional arrives (RFC 3261 9.1).
-    cancel_when_provisional: bool,
-    /// Proxy Timer C (RFC 3261 16.6 step 11, 16.8): an INVITE branch that rings longer
-    /// than this without a final response is cancelled.
-    timer_c: Option<Instant>,
-}
-
-#[derive(Debug)]
-struct BestResponse {
-    status: u16,
-    synthesised: bool,
-    /// The response with our Via removed, ready to forward; empty when synthesised.
-    stripped: Bytes,
-}
-
-/// The state of one proxied request: its server transaction and its branches.
-#[derive(Debug)]
-pub(crate) struct Fork {
-    server_tx: ServerTxId,
-    method_is_invite: bool,
-    /// The request as received, for responses this node generates on the fork's behalf.
-    request: Bytes,
-    branches: SmallVec<[Branch; 2]>,
-    best: Option<BestResponse>,
-    /// A final response went upstream; later 2xx are still relayed, nothing else.
-    final_sent: bool,
-    cancelled: bool,
-}
-
-/// Live forks by id. Each fork belongs to exactly one server transaction and is removed when
-/// that transaction terminates, so the transaction table's bound also bounds this table.
-#[derive(Debug, Default)]
-pub(crate) struct ForkTable {
-    forks: HashMap<u64, Fork>,
-    next_id: u64,
-    /// Timer C deadlines `(when, fork, branch)`; stale entries (branch done, deadline moved)
-    /// are skipped when they fire. Rebuilt when it outgrows the live branches, so it stays
-    /// bounded by a small multiple of the fork table.
-    timer_c: BinaryHeap<Reverse<(Instant, u64, usize)>>,
-}
-
-impl ForkTable {
-    fn arm_timer_c(&mut self, fork_id: u64, index: usize, deadline: Instant) {
-        let Some(branch) = self
-            .forks
-            .get_mut(&fork_id)
-            .and_then(|f| f.branches.get_mut(index))
-        else {
-            return;
-        };
-        branch.timer_c = Some(deadline);
-        self.timer_c.push(Reverse((deadline, fork_id, index)));
-        if self.timer_c.len() > 4 * self.forks.len() + 1024 {
-            let forks = &self.forks;
-            self.timer_c.retain(|Reverse((when, fork, index))| {
-                forks
-                    .get(fork)
-                    .and_then(|f| f.branches.get(*index))
-                    .is_some_and(|b| b.timer_c == Some(*when) && b.state != BranchState::Done)
-            });
-        }
-    }
-
-    pub fn next_timer_c(&self) -> Option<Instant> {
-        self.timer_c.peek().map(|Reverse((when, _, _))| *when)
-    }
-
-    /// Pops every Timer C that fired by `now` and is still current.
-    fn expired_timer_c(&mut self, now: Instant) -> SmallVec<[(u64, usize); 4]> {
-        let mut fired = SmallVec::new();
-        while let Some(Reverse((when, fork, index))) = self.timer_c.peek().copied() {
-            if when > now {
-                break;
-            }
-            self.timer_c.pop();
-            let current = self
-                .forks
-                .get(&fork)
-                .and_then(|f| f.branches.get(index))
-                .is_some_and(|b| b.timer_c == Some(when) && b.state != BranchState::Done);
-            if current {
-                fired.push((fork, index));
-            }
-        }
-        fired
-    }
-
-    fn insert(&mut self, fork: Fork) -> u64 {
-        self.next_id = self.next_id.wrapping_add(1);
-        let id = self.next_id;
-        self.forks.insert(id, fork);
-        id
-    }
-
-    pub fn remove(&mut self, id: u64) {
-        self.forks.remove(&id);
-    }
-
-    fn get_mut(&mut self, id: u64) -> Option<&mut Fork> {
-        self.forks.get_mut(&id)
-    }
-
-    pub fn len(&self) -> usize {
-        self.forks.len()
-    }
 }
 
 /// Methods whose forwarding this node Record-Routes so in-dialog requests stay on the node.
@@ -698,32 +579,6 @@ impl SipServer {
             }
             Err(err) => debug!(?err, "CANCEL not sent"),
         }
-    }
-}
-
-impl Fork {
-    /// Keeps the better of the stored and the new final response.
-    fn consider(&mut self, status: u16, synthesised: bool, stripped: Bytes) {
-        let replace = match &self.best {
-            None => true,
-            Some(best) => is_better_final(status, synthesised, best.status, best.synthesised),
-        };
-        if replace {
-            self.best = Some(BestResponse {
-                status,
-                synthesised,
-                stripped,
-            });
-        }
-    }
-
-    /// Client transactions of branches still waiting for a final response.
-    fn pending_clients(&self) -> SmallVec<[ClientTxId; 4]> {
-        self.branches
-            .iter()
-            .filter(|b| b.state != BranchState::Done)
-            .filter_map(|b| b.client)
-            .collect()
     }
 }
 
