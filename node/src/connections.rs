@@ -9,6 +9,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+/// Table size below which [`Connections`] does not bother shrinking.
+const MIN_TABLE: usize = 64;
+
 /// The core's handle on one connection task.
 struct Connection {
     transport: Transport,
@@ -70,7 +73,19 @@ impl Connections {
         if self.by_remote.get(&key) == Some(&id) {
             self.by_remote.remove(&key);
         }
+        self.shrink_if_sparse();
         Some(connection)
+    }
+
+    /// Gives back the tables' memory after a crowd of connections has gone: hash maps
+    /// never shrink by themselves. Halving only below a quarter full keeps this amortised
+    /// O(1) and avoids resizing back and forth around one size.
+    fn shrink_if_sparse(&mut self) {
+        let capacity = self.by_id.capacity();
+        if capacity > MIN_TABLE && self.by_id.len() < capacity / 4 {
+            self.by_id.shrink_to(capacity / 2);
+            self.by_remote.shrink_to(capacity / 2);
+        }
     }
 
     /// Queues `transmit` on its connection; if that is unset or gone, on the newest
@@ -145,8 +160,8 @@ impl Connections {
 
     /// Lets go of every connection: each writer sends what is queued, then closes.
     pub fn close_all(&mut self) -> Vec<ConnectionId> {
-        self.by_remote.clear();
-        self.by_id.drain().map(|(id, _)| id).collect()
+        self.by_remote = HashMap::new();
+        std::mem::take(&mut self.by_id).into_keys().collect()
     }
 }
 
@@ -163,12 +178,14 @@ mod tests {
     fn table(max_connections: usize) -> (Connections, mpsc::Receiver<stream::StreamEvent>) {
         let (events, events_rx) = mpsc::channel(16);
         let connector = tokio_rustls::TlsConnector::from(crate::tls::client_config().unwrap());
-        let shared = Arc::new(StreamShared::new(
-            events,
+        let limits = stream::StreamLimits {
             max_connections,
-            65_535,
-            connector,
-        ));
+            max_connections_per_ip: max_connections,
+            max_message_size: 65_535,
+            idle_timeout: Duration::from_secs(3600),
+            message_timeout: Duration::from_secs(3600),
+        };
+        let shared = Arc::new(StreamShared::new(events, limits, connector));
         (Connections::new(shared), events_rx)
     }
 
@@ -273,6 +290,28 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(read_text(&mut socket, 5).await, "again");
+    }
+
+    /// The tables give their memory back once a crowd of connections has gone.
+    #[tokio::test]
+    async fn tables_shrink_when_connections_close() {
+        let (mut connections, _events) = table(4);
+        let mut queues = Vec::new();
+        for n in 0..1000u16 {
+            let (writer, queue) = mpsc::channel(WRITE_QUEUE);
+            let (abort, _abort_rx) = oneshot::channel();
+            let remote = SocketAddr::from(([127, 0, 0, 1], 10_000 + n));
+            let peer = transmit(remote, Some(ConnectionId(u64::from(n))), "").to;
+            connections.opened(peer, writer, abort);
+            queues.push(queue);
+        }
+        assert!(connections.by_id.capacity() >= 1000);
+        for n in 0..1000 {
+            assert!(connections.closed(ConnectionId(n)));
+        }
+        assert_eq!(connections.len(), 0);
+        assert!(connections.by_id.capacity() <= 2 * MIN_TABLE);
+        assert!(connections.by_remote.capacity() <= 2 * MIN_TABLE);
     }
 
     #[tokio::test]

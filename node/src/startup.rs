@@ -6,7 +6,7 @@ use crate::connections::Connections;
 use crate::node_info::{OverlayInfo, OverlayStatus};
 use crate::overlay_link::{OverlayLink, SHUTDOWN_WITHDRAW};
 use crate::runtime::Core;
-use crate::stream::{self, StreamShared, EVENT_QUEUE};
+use crate::stream::{self, StreamLimits, StreamShared, EVENT_QUEUE};
 use crate::udp::UdpEndpoint;
 use crate::{dns_authority, domain, node_info, tls};
 use libp2p::multiaddr::Protocol;
@@ -138,12 +138,14 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
         .map_err(|e| ConfigError(format!("configuration: {e}")))?;
 
     let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
-    let shared = Arc::new(StreamShared::new(
-        events,
-        config.max_connections,
-        config.max_message_size,
-        tls_connector,
-    ));
+    let limits = StreamLimits {
+        max_connections: config.max_connections,
+        max_connections_per_ip: config.max_connections_per_ip,
+        max_message_size: config.max_message_size,
+        idle_timeout: config.tcp_idle_timeout,
+        message_timeout: config.tcp_message_timeout,
+    };
+    let shared = Arc::new(StreamShared::new(events, limits, tls_connector));
     let mut accept_tasks = Vec::with_capacity(stream_listeners.len());
     for (listener, transport, local) in stream_listeners {
         let acceptor = match transport {

@@ -8,7 +8,8 @@
 //!   mDNS), and [`lookup`] runs `p2psip lookup` against them.
 //! * [`Sipp`] builds and runs a SIPp command line with a hard time limit and collects its
 //!   error log, final screen and statistics.
-//! * [`UdpClient`], [`Request`] and [`Response`] send hand-written SIP over UDP.
+//! * [`UdpClient`], [`Request`] and [`Response`] send hand-written SIP over UDP, and
+//!   [`TcpClient`] over TCP.
 //!
 //! Every wait in this crate is bounded in time and every loop in count.
 
@@ -18,6 +19,7 @@ mod node;
 mod ports;
 mod raw_udp;
 mod sipp;
+mod stream;
 mod users;
 
 pub use mesh::{
@@ -29,6 +31,7 @@ pub use node::{p2psip_bin, Node, NodeConfig};
 pub use ports::{free_port, wait_until_bound};
 pub use raw_udp::{Request, Response, UdpClient};
 pub use sipp::{require_sipp, sipp_bin, sipp_version, Sipp, SippOutcome, SippProcess};
+pub use stream::{closed_by_peer, TcpClient};
 pub use users::TestUsers;
 
 use std::path::PathBuf;

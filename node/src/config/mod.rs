@@ -36,8 +36,12 @@
 //! max_transactions = 1000000
 //! max_bindings_per_source = 1000
 //! max_failures_per_account = 20
+//! max_requests_per_source = 2000
 //! max_connections = 10000
 //! max_message_size = 65535
+//! max_connections_per_ip = 64
+//! tcp_idle_timeout = 120
+//! tcp_message_timeout = 10
 //!
 //! [timers]
 //! t1_ms = 500
@@ -168,8 +172,12 @@ struct LimitsFile {
     max_transactions: Option<usize>,
     max_bindings_per_source: Option<usize>,
     max_failures_per_account: Option<u32>,
+    max_requests_per_source: Option<u32>,
     max_connections: Option<usize>,
     max_message_size: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    tcp_idle_timeout: Option<u64>,
+    tcp_message_timeout: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,8 +230,17 @@ pub struct NodeConfig {
     pub workers: usize,
     /// Bound on concurrent stream connections (inbound and outbound).
     pub max_connections: usize,
-    /// Largest message accepted on a stream before the connection is closed.
+    /// Largest message accepted on a stream; a bigger one is answered 513 and the
+    /// connection closed.
     pub max_message_size: usize,
+    /// Bound on concurrent inbound stream connections from one source address (IPv6: one
+    /// /64); beyond it new ones are closed without taking one of `max_connections`.
+    pub max_connections_per_ip: usize,
+    /// A stream connection without traffic for this long is closed, unless a registration
+    /// made over it is still live.
+    pub tcp_idle_timeout: Duration,
+    /// Time for a whole message to arrive on a stream once its first byte has.
+    pub tcp_message_timeout: Duration,
     /// Server settings except `listeners`, `users` and `overlay_host`, which are filled in
     /// at start-up.
     pub server: ServerConfig,
@@ -248,6 +265,23 @@ pub struct OverlaySettings {
     /// supernode.
     pub promote_after: Duration,
 }
+
+/// Default of `limits.tcp_idle_timeout`: Kamailio's `tcp_connection_lifetime` default,
+/// which SIP operators know. Long enough for the pauses inside a call setup, short enough
+/// that connections nobody uses do not pile up. Phones that rely on their connection
+/// between re-registrations (with or without RFC 5626 keep-alives, sent every 95-120 s
+/// on TCP) are kept anyway, as long as their registration.
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Default of `limits.tcp_message_timeout`: a message of up to 64 KiB reaches the node in
+/// well under a second on any working link, while a slowloris client must not hold a
+/// connection and its buffer for long (a TLS handshake gets the same 10 s).
+pub const DEFAULT_TCP_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default of `limits.max_connections_per_ip`: room for a site of phones behind one NAT
+/// address, and for SIPp's one-connection-per-call mode at up to 64 concurrent calls,
+/// while 10,000 connections (the default `max_connections`) take more than 150 addresses.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 64;
 
 /// Default of `--promote-after`.
 pub const DEFAULT_PROMOTE_AFTER: Duration = Duration::from_secs(600);
@@ -555,6 +589,15 @@ pub fn resolve(args: &NodeArgs, env: &Environment) -> Result<NodeConfig, ConfigE
         1_000_000,
     )?;
     let max_failures_per_account = u32::try_from(max_failures_per_account).unwrap_or(u32::MAX);
+    let max_requests_per_source = in_range(
+        "limits.max_requests_per_source",
+        limits
+            .max_requests_per_source
+            .map_or(defaults.max_requests_per_source as usize, |v| v as usize),
+        0,
+        10_000_000,
+    )?;
+    let max_requests_per_source = u32::try_from(max_requests_per_source).unwrap_or(u32::MAX);
     let (peer_values, peers_origin) = if !args.trusted_peer.is_empty() {
         (args.trusted_peer.as_slice(), Origin::Flag("trusted-peer"))
     } else {
@@ -580,6 +623,35 @@ pub fn resolve(args: &NodeArgs, env: &Environment) -> Result<NodeConfig, ConfigE
         limits.max_message_size.unwrap_or(65_535),
         1_024,
         16 * 1024 * 1024,
+    )?;
+    let max_connections_per_ip = in_range(
+        "limits.max_connections_per_ip",
+        limits
+            .max_connections_per_ip
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP),
+        1,
+        1_000_000,
+    )?;
+    let seconds = |key, value: Option<u64>, default: Duration, max: u64| match value {
+        None => Ok(default),
+        Some(secs) if (1..=max).contains(&secs) => Ok(Duration::from_secs(secs)),
+        Some(secs) => Err(invalid(
+            file_origin(key),
+            secs,
+            format_args!("must be between 1 and {max} (seconds)"),
+        )),
+    };
+    let tcp_idle_timeout = seconds(
+        "limits.tcp_idle_timeout",
+        limits.tcp_idle_timeout,
+        DEFAULT_TCP_IDLE_TIMEOUT,
+        7 * 24 * 3600,
+    )?;
+    let tcp_message_timeout = seconds(
+        "limits.tcp_message_timeout",
+        limits.tcp_message_timeout,
+        DEFAULT_TCP_MESSAGE_TIMEOUT,
+        3600,
     )?;
 
     let min_expires = limits.min_expires.unwrap_or(defaults.min_expires);
@@ -668,6 +740,7 @@ pub fn resolve(args: &NodeArgs, env: &Environment) -> Result<NodeConfig, ConfigE
         trusted_sources,
         max_bindings_per_source,
         max_failures_per_account,
+        max_requests_per_source,
         ..Default::default()
     };
 
@@ -680,6 +753,9 @@ pub fn resolve(args: &NodeArgs, env: &Environment) -> Result<NodeConfig, ConfigE
         workers,
         max_connections,
         max_message_size,
+        max_connections_per_ip,
+        tcp_idle_timeout,
+        tcp_message_timeout,
         server,
         overlay,
     })

@@ -814,3 +814,44 @@ fn dns_servers_from_file_and_flags_win() {
         "{err}"
     );
 }
+
+#[test]
+fn stream_limits_have_defaults_and_are_checked() {
+    let (_dir, result) = resolve_file("");
+    let config = result.unwrap();
+    assert_eq!(
+        config.max_connections_per_ip,
+        DEFAULT_MAX_CONNECTIONS_PER_IP
+    );
+    assert_eq!(config.tcp_idle_timeout, DEFAULT_TCP_IDLE_TIMEOUT);
+    assert_eq!(config.tcp_message_timeout, DEFAULT_TCP_MESSAGE_TIMEOUT);
+    // Fewer per address than in total, so that a few addresses cannot take them all.
+    assert!(config.max_connections_per_ip * 100 < config.max_connections);
+
+    let (_dir, result) = resolve_file(
+        "[limits]\nmax_connections_per_ip = 5\ntcp_idle_timeout = 30\ntcp_message_timeout = 3\n",
+    );
+    let config = result.unwrap();
+    assert_eq!(config.max_connections_per_ip, 5);
+    assert_eq!(config.tcp_idle_timeout, Duration::from_secs(30));
+    assert_eq!(config.tcp_message_timeout, Duration::from_secs(3));
+
+    for (text, expected) in [
+        (
+            "max_connections_per_ip = 0",
+            "limits.max_connections_per_ip 0: must be between 1 and",
+        ),
+        (
+            "tcp_idle_timeout = 0",
+            "limits.tcp_idle_timeout 0: must be between 1 and 604800",
+        ),
+        (
+            "tcp_message_timeout = 3601",
+            "limits.tcp_message_timeout 3601: must be between 1 and 3600",
+        ),
+    ] {
+        let (_dir, result) = resolve_file(&format!("[limits]\n{text}\n"));
+        let err = result.unwrap_err().0;
+        assert!(err.contains(expected), "{err}");
+    }
+}
