@@ -180,7 +180,7 @@ flood() {
     RESULTS+=("  OPTIONS during the flood: $probe")
     RESULTS+=("  after the flood: REGISTER $(awk -v a="$after_start" -v b="$after_reg" 'BEGIN { printf "%.2f", b - a }') s (exit $reg_rc), call $(awk -v a="$after_reg" -v b="$after_call" 'BEGIN { printf "%.2f", b - a }') s (exit $call_rc)")
     log "${RESULTS[-3]}"
-    grep -c "overloaded" "$BENCH_DIR/$name.stderr" | xargs -I{} log "node log lines about overload: {}"
+    log "node log lines about overload: $(grep -c "overloaded" "$BENCH_DIR/$name.stderr" || true)"
     stop_pid "$UAS_PID"
     UAS_PID=""
     stop_pid "$node_pid"

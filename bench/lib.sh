@@ -85,13 +85,14 @@ LAST_PID=""
 # launch_node NAME SIP_PORT [ARG...]: starts `p2psip node` on 127.0.0.1:SIP_PORT (UDP
 # and TCP) serving DOMAIN with its data in $BENCH_DIR/NAME, the ARGs and NODE_ARGS added;
 # output goes to $BENCH_DIR/NAME.stdout and .stderr. Sets LAST_PID. The node's per-source
-# request limit is off (a config file of its own): SIPp sends all its load from one
-# address, and these benchmarks measure the node, not that limit.
+# limits are lifted (a config file of its own): SIPp sends all its load, and registers all
+# its users, from one address, and these benchmarks measure the node, not those limits.
 launch_node() {
     local name=$1 port=$2 dir="$BENCH_DIR/$1"
     shift 2
     mkdir -p "$dir"
-    printf '[limits]\nmax_requests_per_source = 0\n' >"$BENCH_DIR/$name.toml"
+    printf '[limits]\nmax_requests_per_source = 0\nmax_bindings_per_source = 100000000\n' \
+        >"$BENCH_DIR/$name.toml"
     # shellcheck disable=SC2086 # NODE_ARGS is a list of words
     "$P2PSIP_BIN" node --listen "udp:127.0.0.1:$port" --listen "tcp:127.0.0.1:$port" \
         --open --domain "$DOMAIN" --data-dir "$dir" --config "$BENCH_DIR/$name.toml" \

@@ -2,40 +2,66 @@
 //! ([`sip::server::SipServer::set_overloaded`]).
 //!
 //! The core reads at most a batch of datagrams per socket each turn. A turn that finds a
-//! full batch waiting means datagrams queue up in the kernel faster than the core takes
-//! them. The share of such turns is smoothed (a moving average over about 16 turns, a few
-//! milliseconds under load), with hysteresis so that the state does not flap: overloaded
-//! above three quarters, clear again below one quarter. Shedding makes requests cheap, the
-//! queue drains and new work is admitted again, so the node settles near its capacity.
+//! full batch waiting means datagrams were queued in the kernel. Bursts do that for a few
+//! milliseconds at any load; only when every turn for [`ENTER_AFTER`] has found a full batch
+//! has the node been saturated for that long, with requests waiting in the queue, and it
+//! starts shedding new work. It stops as soon as a turn finds the queue drained: shedding
+//! makes requests cheap, the queue empties, new work is admitted again, and the node
+//! settles near its capacity with a queueing delay of about [`ENTER_AFTER`] at most.
 
-/// Smoothing: each turn weighs 1/16.
-const WEIGHT_SHIFT: u32 = 4;
-/// Fixed-point one.
-const ONE: u32 = 1 << 16;
-const ENTER: u32 = ONE / 4 * 3;
-const LEAVE: u32 = ONE / 4;
+use std::time::{Duration, Instant};
+
+/// How long the input must stay backed up before new work is shed. Well under SIP's
+/// retransmission interval (T1, 500 ms), so a request admitted is answered before its
+/// sender repeats it.
+pub const ENTER_AFTER: Duration = Duration::from_millis(100);
+
+/// How often a summary of shedding is logged at most.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Default)]
 pub struct OverloadDetector {
-    /// Smoothed share of turns that found a full batch, in 1/65536.
-    level: u32,
+    /// Since when every turn has found a full batch.
+    backed_up_since: Option<Instant>,
     overloaded: bool,
+    /// Times the node became overloaded since the last report.
+    episodes: u64,
+    last_report: Option<Instant>,
 }
 
 impl OverloadDetector {
     /// Records one turn; returns the new state when it changed.
-    pub fn turn(&mut self, found_full_batch: bool) -> Option<bool> {
-        let sample = if found_full_batch { ONE } else { 0 };
-        self.level = self.level - (self.level >> WEIGHT_SHIFT) + (sample >> WEIGHT_SHIFT);
-        let next = if self.overloaded {
-            self.level >= LEAVE
+    pub fn turn(&mut self, now: Instant, found_full_batch: bool) -> Option<bool> {
+        let next = if found_full_batch {
+            let since = *self.backed_up_since.get_or_insert(now);
+            self.overloaded || now.saturating_duration_since(since) >= ENTER_AFTER
         } else {
-            self.level > ENTER
+            self.backed_up_since = None;
+            false
         };
-        (next != self.overloaded).then(|| {
-            self.overloaded = next;
-            next
-        })
+        if next == self.overloaded {
+            return None;
+        }
+        self.overloaded = next;
+        if next {
+            self.episodes += 1;
+        }
+        Some(next)
+    }
+
+    /// The episodes since the last report, when a report is due (at most once per
+    /// [`REPORT_INTERVAL`]), so that a node flapping at its capacity logs one line, not
+    /// one per episode.
+    pub fn report_due(&mut self, now: Instant) -> Option<u64> {
+        if self.episodes == 0
+            || self
+                .last_report
+                .is_some_and(|at| now.saturating_duration_since(at) < REPORT_INTERVAL)
+        {
+            return None;
+        }
+        self.last_report = Some(now);
+        Some(std::mem::take(&mut self.episodes))
     }
 }
 
@@ -44,19 +70,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_sustained_backlog_enters_and_a_drained_queue_leaves() {
+    fn bursts_pass_a_sustained_backlog_sheds_until_drained() {
+        let start = Instant::now();
         let mut detector = OverloadDetector::default();
-        // Occasional full batches (bursts) are not overload.
-        for turn in 0..1_000 {
-            assert_eq!(detector.turn(turn % 4 == 0), None);
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        // Full batches for 90 ms, then a drained queue: a burst.
+        for ms in 0..90 {
+            assert_eq!(detector.turn(at(ms), true), None);
         }
-        let entered = (1..=100).find(|_| detector.turn(true) == Some(true));
-        assert!(entered.is_some_and(|turns| turns < 40), "{entered:?}");
-        // Half full turns keep it overloaded (hysteresis).
-        for turn in 0..1_000 {
-            assert_eq!(detector.turn(turn % 2 == 0), None);
+        assert_eq!(detector.turn(at(90), false), None);
+        // Backed up for 100 ms: overloaded, and it stays so while the queue stays full.
+        for ms in 100..200 {
+            assert_eq!(detector.turn(at(ms), true), None);
         }
-        let left = (1..=100).find(|_| detector.turn(false) == Some(false));
-        assert!(left.is_some_and(|turns| turns < 40), "{left:?}");
+        assert_eq!(detector.turn(at(200), true), Some(true));
+        assert_eq!(detector.turn(at(250), true), None);
+        assert_eq!(detector.turn(at(251), false), Some(false));
+        assert_eq!(detector.report_due(at(251)), Some(1));
+        // Another episode soon after is counted for the next report.
+        for ms in 300..=400 {
+            detector.turn(at(ms), true);
+        }
+        assert_eq!(detector.report_due(at(400)), None);
+        assert_eq!(detector.report_due(at(10_300)), Some(1));
     }
 }

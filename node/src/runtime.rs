@@ -249,12 +249,16 @@ impl Core {
                 }
             }
         }
-        if let Some(overloaded) = self.overload.turn(found_full_batch) {
-            tracing::info!(
-                overloaded,
-                "input backlog: shedding new requests while overloaded"
-            );
+        if let Some(overloaded) = self.overload.turn(now, found_full_batch) {
+            tracing::debug!(overloaded, "input backlog");
             self.server.set_overloaded(overloaded);
+        }
+        if let Some(episodes) = self.overload.report_due(now) {
+            tracing::warn!(
+                episodes,
+                shed_so_far = self.server.stats().overload_rejections,
+                "overloaded: input backed up, new requests shed with 503"
+            );
         }
     }
 
