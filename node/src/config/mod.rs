@@ -417,6 +417,40 @@ impl fmt::Display for Origin<'_> {
     }
 }
 
+/// `value` when it lies in `min..=max`, else an error naming `origin`.
+fn within<T>(origin: Origin<'_>, value: T, min: T, max: T) -> Result<T, ConfigError>
+where
+    T: PartialOrd + Copy + fmt::Debug + fmt::Display,
+{
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(
+            origin,
+            value,
+            format_args!("must be between {min} and {max}"),
+        ))
+    }
+}
+
+/// A repeatable flag's values when it is given, else its file key's, each parsed; an error
+/// names where the bad value came from (flags replace the file's list, as for every list).
+fn parse_list<T>(
+    (flag_values, flag): (&[String], &'static str),
+    (file_values, file_origin): (Option<&[String]>, Origin<'_>),
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, ConfigError> {
+    let (values, origin) = if flag_values.is_empty() {
+        (file_values.unwrap_or_default(), file_origin)
+    } else {
+        (flag_values, Origin::Flag(flag))
+    };
+    values
+        .iter()
+        .map(|value| parse(value).map_err(|reason| invalid(origin, value, reason)))
+        .collect()
+}
+
 fn invalid(origin: Origin<'_>, value: impl fmt::Debug, reason: impl fmt::Display) -> ConfigError {
     ConfigError(format!("{origin} {value:?}: {reason}"))
 }
@@ -541,17 +575,8 @@ pub fn resolve(args: &NodeArgs, env: &Environment) -> Result<NodeConfig, ConfigE
     let limits = &file.limits;
     let timers = &file.timers;
     let defaults = ServerConfig::default();
-    let in_range = |key, value: usize, min: usize, max: usize| {
-        if (min..=max).contains(&value) {
-            Ok(value)
-        } else {
-            Err(invalid(
-                file_origin(key),
-                value,
-                format_args!("must be between {min} and {max}"),
-            ))
-        }
-    };
+    let in_range =
+        |key, value: usize, min: usize, max: usize| within(file_origin(key), value, min, max);
     let max_aors = in_range(
         "limits.max_aors",
         limits.max_aors.unwrap_or(defaults.max_aors),
@@ -580,38 +605,27 @@ pub fn resolve(args: &NodeArgs, env: &Environment) -> Result<NodeConfig, ConfigE
         1,
         100_000_000,
     )?;
-    let max_failures_per_account = in_range(
-        "limits.max_failures_per_account",
+    let max_failures_per_account = within(
+        file_origin("limits.max_failures_per_account"),
         limits
             .max_failures_per_account
-            .map_or(defaults.max_failures_per_account as usize, |v| v as usize),
+            .unwrap_or(defaults.max_failures_per_account),
         1,
         1_000_000,
     )?;
-    let max_failures_per_account = u32::try_from(max_failures_per_account).unwrap_or(u32::MAX);
-    let max_requests_per_source = in_range(
-        "limits.max_requests_per_source",
+    let max_requests_per_source = within(
+        file_origin("limits.max_requests_per_source"),
         limits
             .max_requests_per_source
-            .map_or(defaults.max_requests_per_source as usize, |v| v as usize),
+            .unwrap_or(defaults.max_requests_per_source),
         0,
         10_000_000,
     )?;
-    let max_requests_per_source = u32::try_from(max_requests_per_source).unwrap_or(u32::MAX);
-    let (peer_values, peers_origin) = if !args.trusted_peer.is_empty() {
-        (args.trusted_peer.as_slice(), Origin::Flag("trusted-peer"))
-    } else {
-        (
-            file.trusted_peers.as_deref().unwrap_or_default(),
-            file_origin("trusted_peers"),
-        )
-    };
-    let trusted_sources = peer_values
-        .iter()
-        .map(|value| {
-            parse_trusted_peer(value).map_err(|reason| invalid(peers_origin, value, reason))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let trusted_sources = parse_list(
+        (&args.trusted_peer, "trusted-peer"),
+        (file.trusted_peers.as_deref(), file_origin("trusted_peers")),
+        parse_trusted_peer,
+    )?;
     let max_connections = in_range(
         "limits.max_connections",
         limits.max_connections.unwrap_or(10_000),
@@ -834,18 +848,11 @@ fn resolve_overlay<'a>(
             file_origin("trust_anchors"),
         )?
     };
-    let (dns_values, dns_origin) = if !args.dns_server.is_empty() {
-        (args.dns_server.as_slice(), Origin::Flag("dns-server"))
-    } else {
-        (
-            file.dns_servers.as_deref().unwrap_or_default(),
-            file_origin("dns_servers"),
-        )
-    };
-    let dns_servers = dns_values
-        .iter()
-        .map(|value| parse_dns_server(value).map_err(|reason| invalid(dns_origin, value, reason)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let dns_servers = parse_list(
+        (&args.dns_server, "dns-server"),
+        (file.dns_servers.as_deref(), file_origin("dns_servers")),
+        parse_dns_server,
+    )?;
     let mode = match (&args.authority_mode, &file.authority_mode) {
         (Some(mode), _) => parse_authority_mode(mode)
             .map_err(|reason| invalid(Origin::Flag("authority-mode"), mode, reason))?,

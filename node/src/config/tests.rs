@@ -855,3 +855,61 @@ fn stream_limits_have_defaults_and_are_checked() {
         assert!(err.contains(expected), "{err}");
     }
 }
+
+#[test]
+fn security_keys_in_file_and_flags() {
+    let (_dir, result) = resolve_file(
+        "trusted_peers = [\"192.0.2.10\", \"198.51.100.7/24\"]\n\
+         [limits]\nmax_bindings_per_source = 50\nmax_failures_per_account = 5\n\
+         max_requests_per_source = 0\n",
+    );
+    let config = result.unwrap();
+    let peers: Vec<String> = config
+        .server
+        .trusted_sources
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(peers, ["192.0.2.10/32", "198.51.100.0/24"]);
+    assert_eq!(config.server.max_bindings_per_source, 50);
+    assert_eq!(config.server.max_failures_per_account, 5);
+    assert_eq!(config.server.max_requests_per_source, 0);
+
+    let defaults = resolve(&no_flags(), &Environment::default())
+        .unwrap()
+        .server;
+    assert!(defaults.trusted_sources.is_empty());
+    assert_eq!(defaults.max_requests_per_source, 2_000);
+
+    let args = NodeArgs {
+        trusted_peer: vec!["2001:db8::1".into()],
+        ..no_flags()
+    };
+    let config = resolve(&args, &Environment::default()).unwrap();
+    assert_eq!(config.server.trusted_sources.len(), 1);
+}
+
+#[test]
+fn bad_security_keys_name_the_key() {
+    let (_dir, result) = resolve_file("trusted_peers = [\"not-an-address\"]\n");
+    let err = result.unwrap_err().0;
+    assert!(
+        err.contains("trusted_peers \"not-an-address\": expected an IP address or prefix"),
+        "{err}"
+    );
+    let args = NodeArgs {
+        trusted_peer: vec!["10.0.0.0/33".into()],
+        ..no_flags()
+    };
+    assert!(resolve_error(&args).starts_with("--trusted-peer \"10.0.0.0/33\""));
+    let (_dir, result) = resolve_file("[limits]\nmax_failures_per_account = 0\n");
+    assert!(result
+        .unwrap_err()
+        .0
+        .contains("limits.max_failures_per_account 0: must be between 1 and 1000000"));
+    let (_dir, result) = resolve_file("[limits]\nmax_bindings_per_source = 0\n");
+    assert!(result
+        .unwrap_err()
+        .0
+        .contains("limits.max_bindings_per_source 0"));
+}
