@@ -11,6 +11,7 @@ mod config;
 mod connections;
 mod dns_authority;
 mod domain;
+mod log_throttle;
 mod lru;
 mod node_info;
 mod overlay_link;

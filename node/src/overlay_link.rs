@@ -20,6 +20,7 @@
 //!   only once half the lifetime of the last publication has passed. One publish per AoR
 //!   runs at a time; a change arriving meanwhile is published when it ends.
 
+use crate::log_throttle::LogThrottle;
 use crate::lru::LruMap;
 use crate::route_cache::{CachedRoute, RouteCache, ServingPeers};
 use libp2p::{Multiaddr, PeerId};
@@ -74,6 +75,8 @@ pub(crate) const SENDER_IDLE: Duration = Duration::from_secs(5 * 60);
 
 /// Lookup results kept, and for how long: found routes at most [`ROUTE_TTL`] (less when the
 /// record expires sooner), "no such user" for [`NO_ROUTE_TTL`].
+/// At most one line per this interval for each warning a burst can repeat.
+const WARNING_INTERVAL: Duration = Duration::from_secs(10);
 const ROUTE_CACHE: usize = 65_536;
 const ROUTE_TTL: Duration = Duration::from_secs(30);
 const NO_ROUTE_TTL: Duration = Duration::from_secs(5);
@@ -119,6 +122,8 @@ enum Resolved {
 #[derive(Debug)]
 pub struct PublishDone {
     aor: String,
+    /// What was attempted and why it failed, when it failed in a way worth a warning.
+    failure: Option<(&'static str, String)>,
 }
 
 enum PublishAction {
@@ -159,6 +164,10 @@ pub struct OverlayLink {
     resync: VecDeque<String>,
     resync_wanted: bool,
     last_resync: Option<Instant>,
+    /// Warnings that a burst of registrations can repeat by the million, one line each
+    /// per [`WARNING_INTERVAL`] at most.
+    publish_failure_log: LogThrottle,
+    change_overflow_log: LogThrottle,
 }
 
 impl OverlayLink {
@@ -187,6 +196,8 @@ impl OverlayLink {
             resync: VecDeque::new(),
             resync_wanted: false,
             last_resync: None,
+            publish_failure_log: LogThrottle::new(WARNING_INTERVAL),
+            change_overflow_log: LogThrottle::new(WARNING_INTERVAL),
         }
     }
 
@@ -261,6 +272,11 @@ impl OverlayLink {
                 server.overlay_peer_unreachable(now, &sip_name::host_name(&peer));
             }
             LinkInput::Published(done) => {
+                if let Some((what, error)) = &done.failure {
+                    if let Some(failures) = self.publish_failure_log.occurred(now) {
+                        warn!(what, %error, failures, "registrations not published (count since the last line)");
+                    }
+                }
                 if self.publishing.remove(&done.aor) == Some(true) {
                     self.publish_current(now, server, done.aor);
                 }
@@ -365,7 +381,12 @@ impl OverlayLink {
 
     fn publish_changes(&mut self, now: Instant, server: &mut SipServer) {
         if server.location_mut().take_change_overflow() {
-            warn!("registration change log overflowed; every registration will be republished");
+            if let Some(overflows) = self.change_overflow_log.occurred(now) {
+                warn!(
+                    overflows,
+                    "registration change log overflowed; every registration will be republished"
+                );
+            }
             self.resync_wanted = true;
         }
         if self.resync_wanted
@@ -658,25 +679,30 @@ async fn publish_task(
         PublishAction::Publish(bindings) => ("publish", overlay.publish(key, bindings).await),
         PublishAction::Withdraw => ("withdraw", overlay.withdraw(key).await),
     };
-    match result {
-        Ok(report) => debug!(
-            what,
-            seq = report.seq,
-            copies = report.remote_copies,
-            quorum = report.quorum_met,
-            "registration published"
-        ),
+    let failure = match result {
+        Ok(report) => {
+            debug!(
+                what,
+                seq = report.seq,
+                copies = report.remote_copies,
+                quorum = report.quorum_met,
+                "registration published"
+            );
+            None
+        }
         // Nothing to withdraw; or the overlay stopped, which the core has already reported.
-        Err(PublishError::NotPublished | PublishError::Shutdown) => {}
+        Err(PublishError::NotPublished | PublishError::Shutdown) => None,
         // Stored locally; the overlay puts it again on its republication timer.
         Err(
             error @ (PublishError::Timeout | PublishError::Busy | PublishError::NoCopies { .. }),
         ) => {
-            debug!(what, %error, "registration stored locally, put again later")
+            debug!(what, %error, "registration stored locally, put again later");
+            None
         }
-        Err(error) => warn!(what, %error, "registration not published"),
-    }
-    let _ = done.send(PublishDone { aor }).await;
+        // Logged by the link, throttled: a burst of registrations can fail by the million.
+        Err(error) => Some((what, error.to_string())),
+    };
+    let _ = done.send(PublishDone { aor, failure }).await;
 }
 
 mod sender;

@@ -16,17 +16,11 @@ use std::time::{Duration, Instant};
 /// sender repeats it.
 pub const ENTER_AFTER: Duration = Duration::from_millis(100);
 
-/// How often a summary of shedding is logged at most.
-pub const REPORT_INTERVAL: Duration = Duration::from_secs(10);
-
 #[derive(Debug, Default)]
 pub struct OverloadDetector {
     /// Since when every turn has found a full batch.
     backed_up_since: Option<Instant>,
     overloaded: bool,
-    /// Times the node became overloaded since the last report.
-    episodes: u64,
-    last_report: Option<Instant>,
 }
 
 impl OverloadDetector {
@@ -43,25 +37,7 @@ impl OverloadDetector {
             return None;
         }
         self.overloaded = next;
-        if next {
-            self.episodes += 1;
-        }
         Some(next)
-    }
-
-    /// The episodes since the last report, when a report is due (at most once per
-    /// [`REPORT_INTERVAL`]), so that a node flapping at its capacity logs one line, not
-    /// one per episode.
-    pub fn report_due(&mut self, now: Instant) -> Option<u64> {
-        if self.episodes == 0
-            || self
-                .last_report
-                .is_some_and(|at| now.saturating_duration_since(at) < REPORT_INTERVAL)
-        {
-            return None;
-        }
-        self.last_report = Some(now);
-        Some(std::mem::take(&mut self.episodes))
     }
 }
 
@@ -86,12 +62,5 @@ mod tests {
         assert_eq!(detector.turn(at(200), true), Some(true));
         assert_eq!(detector.turn(at(250), true), None);
         assert_eq!(detector.turn(at(251), false), Some(false));
-        assert_eq!(detector.report_due(at(251)), Some(1));
-        // Another episode soon after is counted for the next report.
-        for ms in 300..=400 {
-            detector.turn(at(ms), true);
-        }
-        assert_eq!(detector.report_due(at(400)), None);
-        assert_eq!(detector.report_due(at(10_300)), Some(1));
     }
 }

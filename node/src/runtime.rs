@@ -9,8 +9,13 @@
 //! server is plain state and is never borrowed across an await.
 
 use crate::connections::Connections;
+use crate::log_throttle::LogThrottle;
 use crate::overlay_link::{LinkInput, OverlayLink, INPUT_BATCH};
 use crate::overload::OverloadDetector;
+
+/// At most one warning about overload per this interval (a node at its capacity can enter
+/// and leave overload many times a second).
+const OVERLOAD_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 use crate::stream::StreamEvent;
 use crate::udp::{self, UdpEndpoint, RECV_BATCH};
 use sip::server::SipServer;
@@ -46,6 +51,8 @@ pub struct Core {
     /// The deadline `timer` is set to; None when the server has no timer.
     timer_deadline: Option<Instant>,
     overload: OverloadDetector,
+    /// Overload episodes, logged once per [`OVERLOAD_LOG_INTERVAL`] at most.
+    overload_log: LogThrottle,
     /// None in single-node mode.
     overlay: Option<OverlayLink>,
 }
@@ -78,6 +85,7 @@ impl Core {
             timer_deadline: None,
             overlay,
             overload: OverloadDetector::default(),
+            overload_log: LogThrottle::new(OVERLOAD_LOG_INTERVAL),
         }
     }
 
@@ -252,13 +260,16 @@ impl Core {
         if let Some(overloaded) = self.overload.turn(now, found_full_batch) {
             tracing::debug!(overloaded, "input backlog");
             self.server.set_overloaded(overloaded);
-        }
-        if let Some(episodes) = self.overload.report_due(now) {
-            tracing::warn!(
-                episodes,
-                shed_so_far = self.server.stats().overload_rejections,
-                "overloaded: input backed up, new requests shed with 503"
-            );
+            if let Some(episodes) = overloaded
+                .then(|| self.overload_log.occurred(now))
+                .flatten()
+            {
+                tracing::warn!(
+                    episodes,
+                    shed_so_far = self.server.stats().overload_rejections,
+                    "overloaded: input backed up, new requests shed with 503"
+                );
+            }
         }
     }
 
