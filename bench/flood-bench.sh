@@ -23,7 +23,9 @@
 #
 # Environment (all optional): P2PSIP_BIN, NODE_PORT (default 26060; SIPp uses the next
 # three), NODE_ARGS, BENCH_DIR, FLOOD_SECONDS, FLOOD_FACTOR, CALL_LADDER, REG_LADDER,
-# MAX_CALL_RATE, MAX_REG_RATE (skip a ladder).
+# MAX_CALL_RATE, MAX_REG_RATE (skip a ladder), NODE_TASKSET and SIPP_TASKSET (command
+# prefixes such as "taskset -c 0" and "taskset -c 1": the node on one core, SIPp on the
+# other, so that a starved load generator does not pass for a starved node).
 #
 # Only loopback addresses are used. Every process started here is stopped by pid on exit.
 set -euo pipefail

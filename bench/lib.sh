@@ -94,7 +94,8 @@ launch_node() {
     printf '[limits]\nmax_requests_per_source = 0\nmax_bindings_per_source = 100000000\n' \
         >"$BENCH_DIR/$name.toml"
     # shellcheck disable=SC2086 # NODE_ARGS is a list of words
-    "$P2PSIP_BIN" node --listen "udp:127.0.0.1:$port" --listen "tcp:127.0.0.1:$port" \
+    # shellcheck disable=SC2086 # NODE_TASKSET is a command prefix, e.g. "taskset -c 0"
+    ${NODE_TASKSET:-} "$P2PSIP_BIN" node --listen "udp:127.0.0.1:$port" --listen "tcp:127.0.0.1:$port" \
         --open --domain "$DOMAIN" --data-dir "$dir" --config "$BENCH_DIR/$name.toml" \
         "$@" ${NODE_ARGS:-} \
         </dev/null >"$BENCH_DIR/$name.stdout" 2>"$BENCH_DIR/$name.stderr" &
@@ -137,7 +138,8 @@ SIPP_COMMON=(-i 127.0.0.1 -bind_local -nostdin -buff_size 8388608 -max_socket 60
 run_sipp() {
     local out=$1
     shift
-    sipp "$@" "${SIPP_COMMON[@]}" -trace_stat -stf "$out.csv" -fd 1 \
+    # shellcheck disable=SC2086 # SIPP_TASKSET is a command prefix, e.g. "taskset -c 1"
+    ${SIPP_TASKSET:-} sipp "$@" "${SIPP_COMMON[@]}" -trace_stat -stf "$out.csv" -fd 1 \
         -trace_err -error_file "$out.errors.log" \
         -trace_screen -screen_file "$out.screen.log" \
         </dev/null >/dev/null 2>"$out.stderr" &
@@ -169,7 +171,8 @@ sipp_result() {
 # for cleanup; waits until it listens.
 start_uas() {
     local port=$1 i
-    sipp -sf "$SCENARIOS/uas_call.xml" -t u1 -p "$port" "${SIPP_COMMON[@]}" \
+    # shellcheck disable=SC2086 # see run_sipp
+    ${SIPP_TASKSET:-} sipp -sf "$SCENARIOS/uas_call.xml" -t u1 -p "$port" "${SIPP_COMMON[@]}" \
         -trace_err -error_file "$BENCH_DIR/uas.errors.log" \
         </dev/null >/dev/null 2>"$BENCH_DIR/uas.stderr" &
     UAS_PID=$!
