@@ -274,7 +274,7 @@ impl OverlayLink {
             LinkInput::Published(done) => {
                 if let Some((what, error)) = &done.failure {
                     if let Some(failures) = self.publish_failure_log.occurred(now) {
-                        warn!(what, %error, failures, "registrations not published (count since the last line)");
+                        warn!(what, %error, failures, "registration not published (failures: how many since the last such line)");
                     }
                 }
                 if self.publishing.remove(&done.aor) == Some(true) {
