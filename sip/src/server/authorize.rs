@@ -406,12 +406,12 @@ impl SipServer {
             return;
         }
         self.transactions.remove_server(tx);
-        self.respond_stateless_error(from, msg, status, reason, extra);
+        self.respond_stateless(from, msg, status, reason, extra);
     }
 
-    /// A final error without a transaction. An out-of-dialog INVITE's gets a To tag that
-    /// marks its ACK for absorption.
-    pub(super) fn respond_stateless_error(
+    /// A final answer without a transaction (errors, overload). A request without a To tag
+    /// gets one that marks the ACK of an INVITE's answer for absorption.
+    pub(super) fn respond_stateless(
         &mut self,
         from: Peer,
         msg: &Message<'_>,

@@ -357,14 +357,6 @@ impl SipServer {
         });
     }
 
-    /// Answers a request without a transaction (errors before matching, overload).
-    fn respond_stateless(&mut self, from: Peer, request: &Message<'_>, status: u16, reason: &str) {
-        self.stats.requests_answered += 1;
-        let tag = self.fresh_to_tag(request, status);
-        let response = edit::build_response(request, status, reason, tag.as_deref(), &[], None);
-        self.send_stateless(from, response);
-    }
-
     /// Answers a request through its server transaction, so retransmissions are absorbed.
     fn respond(
         &mut self,

@@ -91,7 +91,7 @@ impl SipServer {
     /// absorbed by its To tag).
     pub(super) fn shed(&mut self, from: Peer, msg: &Message<'_>) {
         self.stats.overload_rejections += 1;
-        self.respond_stateless_error(
+        self.respond_stateless(
             from,
             msg,
             503,

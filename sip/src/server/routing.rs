@@ -82,8 +82,7 @@ impl SipServer {
         {
             Ok(tx) => tx,
             Err(TransactionError::TableFull) => {
-                self.stats.overload_rejections += 1;
-                self.respond_stateless(from, msg, 503, "Service Unavailable (overloaded)");
+                self.shed(from, msg);
                 return;
             }
             Err(err) => {
