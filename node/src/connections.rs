@@ -61,10 +61,11 @@ impl Connections {
         self.by_remote.insert((peer.transport, peer.remote), id);
     }
 
-    /// Forgets a connection whose task ended. True if it was known, i.e. the server has not
-    /// been told yet.
-    pub fn closed(&mut self, id: ConnectionId) -> bool {
-        self.remove(id).is_some()
+    /// Forgets a connection whose task ended. Its transport and far end if it was known,
+    /// i.e. the server has not been told yet.
+    pub fn closed(&mut self, id: ConnectionId) -> Option<(Transport, SocketAddr)> {
+        self.remove(id)
+            .map(|connection| (connection.transport, connection.remote))
     }
 
     fn remove(&mut self, id: ConnectionId) -> Option<Connection> {
@@ -268,7 +269,7 @@ mod tests {
         assert_eq!(closed, [id]);
         assert_eq!(connections.len(), 0);
         assert!(abort_rx.try_recv().is_ok());
-        assert!(!connections.closed(id), "already forgotten");
+        assert!(connections.closed(id).is_none(), "already forgotten");
     }
 
     #[tokio::test]
@@ -307,7 +308,7 @@ mod tests {
         }
         assert!(connections.by_id.capacity() >= 1000);
         for n in 0..1000 {
-            assert!(connections.closed(ConnectionId(n)));
+            assert!(connections.closed(ConnectionId(n)).is_some());
         }
         assert_eq!(connections.len(), 0);
         assert!(connections.by_id.capacity() <= 2 * MIN_TABLE);

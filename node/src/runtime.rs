@@ -221,8 +221,13 @@ impl Core {
                 tracing::trace!(open = self.connections.len(), "connection registered");
             }
             StreamEvent::Closed { id } => {
-                if self.connections.closed(id) {
+                if let Some((transport, remote)) = self.connections.closed(id) {
                     self.server.connection_closed(id);
+                    // What waited on it fails now (503 upstream) rather than at Timer B:
+                    // requests sent over it, and requests queued for a far end it never
+                    // reached (a refused or timed-out connect).
+                    self.server.connection_failed(now, id);
+                    self.server.transport_failed(now, transport, remote);
                 }
             }
         }
@@ -287,7 +292,8 @@ impl Core {
                 };
                 if !sent {
                     // What this produces (an answer upstream) is drained by this same loop.
-                    self.server.transport_failed(Instant::now(), to);
+                    self.server
+                        .transport_failed(Instant::now(), to.transport, to.remote);
                 }
                 continue;
             }

@@ -593,3 +593,34 @@ fn an_unreachable_contact_fails_the_call_at_once() -> Result<()> {
     })();
     node.context(result)
 }
+
+/// Point 8: a TCP contact that refuses the connection fails the call at once with 503.
+#[test]
+fn a_refused_tcp_connection_fails_the_call_at_once() -> Result<()> {
+    let node = Node::start(&NodeConfig::open())?;
+    let phone = UdpClient::bind(host(23), node.udp_addr())?;
+    let caller = UdpClient::bind(host(24), node.udp_addr())?;
+    // A port nothing listens on: bound, then closed.
+    let closed_port = std::net::TcpListener::bind((host(23), 0))?
+        .local_addr()?
+        .port();
+    let result = (|| -> Result<()> {
+        let contact = format!("<sip:bob@{}:{closed_port};transport=tcp>", host(23));
+        let register = register(&phone, "bob", 1).set("Contact", &contact);
+        let ok = phone.expect_response(&register, REPLY_LIMIT)?;
+        ensure!(ok.status == 200, "{}", ok.raw);
+        let call = invite(
+            &caller,
+            &format!("sip:bob@{DOMAIN}"),
+            "sip:x@elsewhere.example",
+        );
+        let response = caller.expect_response(&call, REPLY_LIMIT)?;
+        ensure!(
+            response.status == 503,
+            "expected 503 at once, got:\n{}",
+            response.raw
+        );
+        Ok(())
+    })();
+    node.context(result)
+}

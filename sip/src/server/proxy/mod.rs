@@ -335,14 +335,13 @@ impl SipServer {
         self.fail_branches(now, |peer| peer.connection == Some(connection));
     }
 
-    /// A message to `to` could not be sent (no socket for its address family, a send the
-    /// operating system refused): pending branches toward it end at once with 503 upstream
-    /// instead of 408 after Timer B (RFC 3261 8.1.3.1).
-    pub fn transport_failed(&mut self, now: Instant, to: Peer) {
+    /// Nothing could be sent to `remote` over `transport` (no socket for its address
+    /// family, a send the operating system refused, a stream connection that could not be
+    /// opened or went away): pending branches sent there without a connection of their own
+    /// end at once with 503 upstream instead of 408 after Timer B (RFC 3261 8.1.3.1).
+    pub fn transport_failed(&mut self, now: Instant, transport: Transport, remote: SocketAddr) {
         self.fail_branches(now, |peer| {
-            peer.transport == to.transport
-                && peer.remote == to.remote
-                && peer.connection == to.connection
+            peer.transport == transport && peer.remote == remote && peer.connection.is_none()
         });
     }
 

@@ -238,7 +238,9 @@ fn a_next_hop_that_cannot_be_sent_to_fails_the_call_at_once() {
             toward_bob = Some(t.to);
         }
     }
-    h.server.transport_failed(h.now, toward_bob.unwrap());
+    let toward_bob = toward_bob.unwrap();
+    h.server
+        .transport_failed(h.now, toward_bob.transport, toward_bob.remote);
     let out = h.drain();
     let final_ = out.iter().find(|(to, _)| *to == addr(ALICE)).unwrap();
     assert_eq!(status_of(&final_.1), 503, "{}", final_.1);
