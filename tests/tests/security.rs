@@ -567,15 +567,18 @@ fn a_refused_invite_is_answered_once() -> Result<()> {
     node.context(result)
 }
 
-/// Point 8: a contact the node has no socket for (IPv6 on an IPv4-only node) fails the
-/// call at once with 503, not with 408 after Timer B.
-#[test]
-fn an_unreachable_contact_fails_the_call_at_once() -> Result<()> {
+/// Registers bob from 127.0.0.`phone` with `contact`, calls him from 127.0.0.`caller`
+/// and expects the node to answer 503 within the reply limit, long before Timer B's 408.
+fn call_to_unreachable_contact_gets_503_at_once(
+    contact: &str,
+    phone: u8,
+    caller: u8,
+) -> Result<()> {
     let node = Node::start(&NodeConfig::open())?;
-    let phone = UdpClient::bind(host(21), node.udp_addr())?;
-    let caller = UdpClient::bind(host(22), node.udp_addr())?;
+    let phone = UdpClient::bind(host(phone), node.udp_addr())?;
+    let caller = UdpClient::bind(host(caller), node.udp_addr())?;
     let result = (|| -> Result<()> {
-        let register = register(&phone, "bob", 1).set("Contact", "<sip:bob@[::1]:5099>");
+        let register = register(&phone, "bob", 1).set("Contact", contact);
         let ok = phone.expect_response(&register, REPLY_LIMIT)?;
         ensure!(ok.status == 200, "{}", ok.raw);
         let call = invite(
@@ -594,33 +597,20 @@ fn an_unreachable_contact_fails_the_call_at_once() -> Result<()> {
     node.context(result)
 }
 
+/// Point 8: a contact the node has no socket for (IPv6 on an IPv4-only node) fails the
+/// call at once with 503, not with 408 after Timer B.
+#[test]
+fn an_unreachable_contact_fails_the_call_at_once() -> Result<()> {
+    call_to_unreachable_contact_gets_503_at_once("<sip:bob@[::1]:5099>", 21, 22)
+}
+
 /// Point 8: a TCP contact that refuses the connection fails the call at once with 503.
 #[test]
 fn a_refused_tcp_connection_fails_the_call_at_once() -> Result<()> {
-    let node = Node::start(&NodeConfig::open())?;
-    let phone = UdpClient::bind(host(23), node.udp_addr())?;
-    let caller = UdpClient::bind(host(24), node.udp_addr())?;
     // A port nothing listens on: bound, then closed.
     let closed_port = std::net::TcpListener::bind((host(23), 0))?
         .local_addr()?
         .port();
-    let result = (|| -> Result<()> {
-        let contact = format!("<sip:bob@{}:{closed_port};transport=tcp>", host(23));
-        let register = register(&phone, "bob", 1).set("Contact", &contact);
-        let ok = phone.expect_response(&register, REPLY_LIMIT)?;
-        ensure!(ok.status == 200, "{}", ok.raw);
-        let call = invite(
-            &caller,
-            &format!("sip:bob@{DOMAIN}"),
-            "sip:x@elsewhere.example",
-        );
-        let response = caller.expect_response(&call, REPLY_LIMIT)?;
-        ensure!(
-            response.status == 503,
-            "expected 503 at once, got:\n{}",
-            response.raw
-        );
-        Ok(())
-    })();
-    node.context(result)
+    let contact = format!("<sip:bob@{}:{closed_port};transport=tcp>", host(23));
+    call_to_unreachable_contact_gets_503_at_once(&contact, 23, 24)
 }
