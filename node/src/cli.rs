@@ -2,18 +2,20 @@
 //! [`crate::config`], so that a bad value in a flag and the same value in the config file
 //! produce errors worded the same way.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
-#[derive(Debug, Parser)]
+/// The node's commands alone, for tests; the binary adds `sim` to them.
+#[cfg(test)]
+#[derive(Debug, clap::Parser)]
 #[command(name = "p2psip", version, about = "A peer-to-peer SIP node")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// Subcommands. Each variant takes its own argument struct so that later ones (`domain`,
-/// `sim`) can be added without touching the others.
+/// The node's subcommands (the binary adds `sim`). Each variant takes its own argument
+/// struct so that later ones can be added without touching the others.
 // Parsed once per process: the size of the largest variant does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
@@ -32,11 +34,6 @@ pub enum Command {
     /// written.
     #[command(subcommand)]
     Domain(DomainCommand),
-    /// Simulate an overlay of many real nodes in this one process, over an in-memory
-    /// network with latency, loss, NAT, churn and adversaries; writes report.json, CSV
-    /// files and SVG plots to --out. Exit status: 0 when every invariant holds, 1 when one
-    /// does not or the run failed, 2 for a bad argument.
-    Sim(simulations::scenario::SimArgs),
 }
 
 /// Arguments of `p2psip node`. Every option can also be set in the `--config` file; values
@@ -307,7 +304,7 @@ pub struct LookupArgs {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
 
     #[test]
     fn cli_definition_is_consistent() {

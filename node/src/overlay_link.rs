@@ -4,10 +4,9 @@
 //! and reports back through a bounded channel, so nothing on the SIP request path ever waits
 //! for the DHT.
 //!
-//! - Lookups: [`ServerEvent::LookupRequest`] → `Overlay::lookup` on a task, at most
-//!   [`MAX_LOOKUPS`] at once (beyond that the request is answered at once as unavailable:
-//!   480) → [`SipServer::resolve_lookup`] with the host names of the nodes serving live
-//!   bindings. Their addresses are remembered in a bounded cache for dialling.
+//! - Lookups run in the routing chain ([`crate::routing`]); the addresses of the nodes it
+//!   finds are handed here ([`OverlayLink::remember_addresses`]) and kept in a bounded
+//!   cache for dialling.
 //! - SIP between nodes: a [`Transport::Overlay`](sip::transport::Transport::Overlay)
 //!   transmit goes to a per-peer sender task through a bounded queue of [`SEND_QUEUE`]
 //!   messages, which keeps messages to one peer in order. A full queue drops the message
@@ -22,19 +21,19 @@
 
 use crate::log_throttle::LogThrottle;
 use crate::lru::LruMap;
-use crate::route_cache::{CachedRoute, RouteCache, ServingPeers};
+use crate::route_cache::ServingPeers;
 use libp2p::{Multiaddr, PeerId};
 use overlay::key::Aor;
 use overlay::network::now_unix as unix_now;
 use overlay::network::{Overlay, OverlayEvent, PublishError};
 use overlay::record::{
-    RecordBinding, RegistrationRecord, MAX_BINDINGS_PER_ENTRY, MAX_CONTACT_BYTES,
-    MAX_ENTRY_LIFETIME_SECS, MAX_INSTANCE_BYTES,
+    RecordBinding, MAX_BINDINGS_PER_ENTRY, MAX_CONTACT_BYTES, MAX_ENTRY_LIFETIME_SECS,
+    MAX_INSTANCE_BYTES,
 };
 use overlay::sip_name;
 use sender::{peer_sender, Outbound, PeerSender};
 use sip::registrar::ChangeKind;
-use sip::server::{LookupId, LookupOutcome, ServerEvent, SipServer};
+use sip::server::SipServer;
 use sip::transport::Transmit;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::task::{Context, Poll};
@@ -42,10 +41,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn, Instrument};
-
-/// Overlay lookups running at once. Beyond it a lookup is answered at once as unavailable
-/// (the request gets 480) rather than queued behind a slow DHT.
-pub const MAX_LOOKUPS: usize = 256;
 
 /// Publishes and withdrawals running at once. Beyond it changes wait in the location
 /// table's change log.
@@ -67,19 +62,14 @@ pub const ADDRESS_CACHE: usize = 4096;
 /// here is simply published on its next refresh.
 pub const LAST_PUBLISHED: usize = 1 << 18;
 
-/// Overlay inputs (events, lookup answers, publish completions) handled per turn.
+/// Overlay inputs (events, publish completions) handled per turn.
 pub const INPUT_BATCH: usize = 64;
 
 /// A sender task with nothing to send for this long ends; the next message starts another.
 pub(crate) const SENDER_IDLE: Duration = Duration::from_secs(5 * 60);
 
-/// Lookup results kept, and for how long: found routes at most [`ROUTE_TTL`] (less when the
-/// record expires sooner), "no such user" for [`NO_ROUTE_TTL`].
 /// At most one line per this interval for each warning a burst can repeat.
 const WARNING_INTERVAL: Duration = Duration::from_secs(10);
-const ROUTE_CACHE: usize = 65_536;
-const ROUTE_TTL: Duration = Duration::from_secs(30);
-const NO_ROUTE_TTL: Duration = Duration::from_secs(5);
 
 /// Shortest time between two full republications after the change log overflowed.
 const RESYNC_INTERVAL: Duration = Duration::from_secs(30);
@@ -91,7 +81,6 @@ pub const SHUTDOWN_WITHDRAW: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub enum LinkInput {
     Event(OverlayEvent),
-    Lookup(LookupDone),
     Published(PublishDone),
     /// A message to this peer could not be delivered.
     SendFailed(PeerId),
@@ -100,23 +89,6 @@ pub enum LinkInput {
 /// Delivery failures waiting for the core. When full, further notices are dropped and the
 /// affected transactions end by their own timers instead.
 const SEND_FAILURES: usize = 256;
-
-/// The end of one lookup task.
-#[derive(Debug)]
-pub struct LookupDone {
-    id: LookupId,
-    aor: String,
-    result: Resolved,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Resolved {
-    /// The nodes serving live bindings, best binding first, with their addresses, and how
-    /// long the longest of those bindings stays live.
-    Found(ServingPeers, Duration),
-    NotFound,
-    Unavailable,
-}
 
 /// The end of one publish or withdrawal task.
 #[derive(Debug)]
@@ -137,24 +109,15 @@ pub struct OverlayLink {
     events: mpsc::Receiver<OverlayEvent>,
     /// False once the overlay's event channel closed (the overlay stopped).
     events_open: bool,
-    lookups_running: usize,
-    /// Lookups answered unavailable because [`MAX_LOOKUPS`] were running, for rate-limited
-    /// warnings.
-    lookups_refused: u64,
-    /// Capacity [`MAX_LOOKUPS`]: every running lookup sends exactly one answer and is counted
-    /// until the core takes it, so a send never waits.
-    lookup_tx: mpsc::Sender<LookupDone>,
-    lookup_rx: mpsc::Receiver<LookupDone>,
     failures_tx: mpsc::Sender<PeerId>,
     failures_rx: mpsc::Receiver<PeerId>,
     addrs: LruMap<PeerId, Vec<Multiaddr>>,
-    /// Recent lookup results, so calls to a remote user do not each cost a DHT query.
-    routes: RouteCache,
     senders: LruMap<PeerId, PeerSender>,
     /// AoRs with a publish task running → whether another publish is due when it ends.
     /// At most [`MAX_PUBLISHES`] entries.
     publishing: HashMap<String, bool>,
-    /// Capacity [`MAX_PUBLISHES`], for the same reason as `lookup_tx`.
+    /// Capacity [`MAX_PUBLISHES`]: every publish task sends exactly one completion and is
+    /// counted until the core takes it, so a send never waits.
     publish_tx: mpsc::Sender<PublishDone>,
     publish_rx: mpsc::Receiver<PublishDone>,
     /// AoR → when its last publication should be renewed on a refresh.
@@ -172,7 +135,6 @@ pub struct OverlayLink {
 
 impl OverlayLink {
     pub fn new(overlay: Overlay, events: mpsc::Receiver<OverlayEvent>) -> OverlayLink {
-        let (lookup_tx, lookup_rx) = mpsc::channel(MAX_LOOKUPS);
         let (publish_tx, publish_rx) = mpsc::channel(MAX_PUBLISHES);
         let (failures_tx, failures_rx) = mpsc::channel(SEND_FAILURES);
         OverlayLink {
@@ -180,14 +142,9 @@ impl OverlayLink {
             overlay,
             events,
             events_open: true,
-            lookups_running: 0,
-            lookups_refused: 0,
-            lookup_tx,
-            lookup_rx,
             failures_tx,
             failures_rx,
             addrs: LruMap::new(ADDRESS_CACHE),
-            routes: RouteCache::new(ROUTE_CACHE, ROUTE_TTL, NO_ROUTE_TTL),
             senders: LruMap::new(MAX_PEERS),
             publishing: HashMap::new(),
             publish_tx,
@@ -203,9 +160,6 @@ impl OverlayLink {
 
     /// Registers interest in every overlay source; the first ready input, if any.
     pub fn poll_input(&mut self, cx: &mut Context<'_>) -> Poll<LinkInput> {
-        if let Poll::Ready(Some(done)) = self.lookup_rx.poll_recv(cx) {
-            return Poll::Ready(LinkInput::Lookup(done));
-        }
         if let Poll::Ready(Some(done)) = self.publish_rx.poll_recv(cx) {
             return Poll::Ready(LinkInput::Published(done));
         }
@@ -224,9 +178,6 @@ impl OverlayLink {
 
     /// The next input that is ready now.
     pub fn try_input(&mut self) -> Option<LinkInput> {
-        if let Ok(done) = self.lookup_rx.try_recv() {
-            return Some(LinkInput::Lookup(done));
-        }
         if let Ok(done) = self.publish_rx.try_recv() {
             return Some(LinkInput::Published(done));
         }
@@ -251,24 +202,7 @@ impl OverlayLink {
     pub fn handle_input(&mut self, now: Instant, server: &mut SipServer, input: LinkInput) {
         match input {
             LinkInput::Event(event) => self.handle_event(now, server, event),
-            LinkInput::Lookup(done) => {
-                self.lookups_running = self.lookups_running.saturating_sub(1);
-                let outcome = match done.result {
-                    Resolved::Found(peers, valid_for) => {
-                        self.routes
-                            .store_found(now, &done.aor, peers.clone(), valid_for);
-                        self.found_outcome(peers)
-                    }
-                    Resolved::NotFound => {
-                        self.routes.store_not_found(now, &done.aor);
-                        LookupOutcome::NotFound
-                    }
-                    Resolved::Unavailable => LookupOutcome::Unavailable,
-                };
-                server.resolve_lookup(now, done.id, outcome);
-            }
             LinkInput::SendFailed(peer) => {
-                self.routes.forget_peer(&peer);
                 server.overlay_peer_unreachable(now, &sip_name::host_name(&peer));
             }
             LinkInput::Published(done) => {
@@ -308,14 +242,18 @@ impl OverlayLink {
         }
     }
 
-    /// Work for the overlay produced by this turn: lookups the server asked for and changed
-    /// registrations to publish.
+    /// Work for the overlay produced by this turn: changed registrations to publish.
     pub fn after_turn(&mut self, now: Instant, server: &mut SipServer) {
-        while let Some(event) = server.poll_event() {
-            let ServerEvent::LookupRequest { id, aor } = event;
-            self.start_lookup(now, server, id, aor);
-        }
         self.publish_changes(now, server);
+    }
+
+    /// Remembers the addresses of overlay nodes the routing chain found, for dialling.
+    pub fn remember_addresses(&mut self, serving: &ServingPeers) {
+        for (peer, addrs) in serving {
+            if !addrs.is_empty() {
+                self.addrs.insert(*peer, addrs.clone());
+            }
+        }
     }
 
     /// When the core must call [`OverlayLink::after_turn`] even if nothing else happens: a
@@ -328,55 +266,6 @@ impl OverlayLink {
             self.last_resync
                 .map_or(Instant::now(), |at| at + RESYNC_INTERVAL),
         )
-    }
-
-    /// Remembers the peers' addresses for dialling and names them for the server.
-    fn found_outcome(&mut self, peers: ServingPeers) -> LookupOutcome {
-        let mut hosts = Vec::with_capacity(peers.len());
-        for (peer, addrs) in peers {
-            if !addrs.is_empty() {
-                self.addrs.insert(peer, addrs);
-            }
-            hosts.push(sip_name::host_name(&peer));
-        }
-        LookupOutcome::Found(hosts)
-    }
-
-    fn start_lookup(&mut self, now: Instant, server: &mut SipServer, id: LookupId, aor: String) {
-        match self.routes.get(now, &aor) {
-            Some(CachedRoute::Found(peers)) => {
-                let outcome = self.found_outcome(peers);
-                server.resolve_lookup(now, id, outcome);
-                return;
-            }
-            Some(CachedRoute::NotFound) => {
-                server.resolve_lookup(now, id, LookupOutcome::NotFound);
-                return;
-            }
-            None => {}
-        }
-        let key = match Aor::parse(&aor) {
-            Ok(key) => key,
-            Err(error) => {
-                debug!(%aor, %error, "not an overlay AoR");
-                server.resolve_lookup(now, id, LookupOutcome::NotFound);
-                return;
-            }
-        };
-        if self.lookups_running >= MAX_LOOKUPS {
-            self.lookups_refused += 1;
-            if self.lookups_refused.is_power_of_two() {
-                warn!(%aor, refused = self.lookups_refused, "too many overlay lookups running; answering unavailable");
-            }
-            server.resolve_lookup(now, id, LookupOutcome::Unavailable);
-            return;
-        }
-        self.lookups_running += 1;
-        let span = tracing::debug_span!("overlay_lookup", lookup = id.0, %aor);
-        tokio::spawn(
-            lookup_task(self.overlay.clone(), id, aor, key, self.lookup_tx.clone())
-                .instrument(span),
-        );
     }
 
     fn publish_changes(&mut self, now: Instant, server: &mut SipServer) {
@@ -623,49 +512,6 @@ fn record_bindings(
         });
     }
     (bindings, longest)
-}
-
-/// The distinct nodes serving live bindings of `record`, best binding first.
-fn serving_peers(record: &RegistrationRecord, now_unix: u64) -> Resolved {
-    let mut peers: ServingPeers = Vec::new();
-    let mut latest_expiry = now_unix;
-    for live in record.live_bindings(now_unix) {
-        latest_expiry = latest_expiry.max(live.binding.expires_at);
-        if !peers.iter().any(|(peer, _)| *peer == live.serving_peer) {
-            peers.push((live.serving_peer, live.serving_addrs.to_vec()));
-        }
-    }
-    if peers.is_empty() {
-        Resolved::NotFound
-    } else {
-        Resolved::Found(peers, Duration::from_secs(latest_expiry - now_unix))
-    }
-}
-
-async fn lookup_task(
-    overlay: Overlay,
-    id: LookupId,
-    aor_text: String,
-    aor: Aor,
-    answers: mpsc::Sender<LookupDone>,
-) {
-    let result = match overlay.lookup(aor).await {
-        Ok(Some(record)) => serving_peers(&record, unix_now()),
-        Ok(None) => Resolved::NotFound,
-        Err(error) => {
-            debug!(%error, "overlay lookup failed");
-            Resolved::Unavailable
-        }
-    };
-    debug!(?result, "overlay lookup done");
-    // Never waits (see `lookup_tx`); fails only when the core has stopped.
-    let _ = answers
-        .send(LookupDone {
-            id,
-            aor: aor_text,
-            result,
-        })
-        .await;
 }
 
 async fn publish_task(

@@ -1,21 +1,23 @@
-//! A bounded cache of overlay lookup results, so that a call to a user on another node does
-//! not cost a DHT query every time. Positive entries live until the earliest of the cache
-//! lifetime and the record's own expiry; negative entries ("no such user") only briefly, so
-//! a user who registers elsewhere becomes reachable soon. Entries naming a peer that could
-//! not be reached are dropped at once.
+//! A bounded cache of the routing chain's answers, so that a call does not cost a DHT
+//! lookup or a DNS query every time. Each answer lives until the time the chain gave it
+//! (the record's expiry or the DNS TTL, capped); "nothing found" only briefly, so a user who
+//! registers elsewhere becomes reachable soon. Answers naming an overlay node that could not
+//! be reached are dropped at once.
 
 use crate::lru::LruMap;
 use libp2p::{Multiaddr, PeerId};
-use std::time::{Duration, Instant};
+use sip::server::Resolution;
+use std::time::Instant;
 
 /// The nodes serving a user, best binding first, with their addresses.
 pub type ServingPeers = Vec<(PeerId, Vec<Multiaddr>)>;
 
-/// What the cache knows about an address-of-record.
+/// One remembered answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CachedRoute {
-    Found(ServingPeers),
-    NotFound,
+pub struct CachedRoute {
+    pub resolution: Resolution,
+    /// The overlay nodes it names, with their addresses for dialling.
+    pub serving: ServingPeers,
 }
 
 #[derive(Debug)]
@@ -24,27 +26,23 @@ struct Entry {
     until: Instant,
 }
 
-/// Bounded by `capacity` AoRs; when full the least recently used AoR is forgotten (its next
-/// call does a DHT lookup again).
+/// Bounded by `capacity` keys; when full the least recently used is forgotten (its next
+/// request runs the chain again).
 #[derive(Debug)]
 pub struct RouteCache {
     entries: LruMap<String, Entry>,
-    positive_ttl: Duration,
-    negative_ttl: Duration,
 }
 
 impl RouteCache {
-    pub fn new(capacity: usize, positive_ttl: Duration, negative_ttl: Duration) -> RouteCache {
+    pub fn new(capacity: usize) -> RouteCache {
         RouteCache {
             entries: LruMap::new(capacity),
-            positive_ttl,
-            negative_ttl,
         }
     }
 
-    /// The cached route of `aor`, if still valid.
-    pub fn get(&mut self, now: Instant, aor: &str) -> Option<CachedRoute> {
-        let key = aor.to_string();
+    /// The answer cached under `key`, if still valid.
+    pub fn get(&mut self, now: Instant, key: &str) -> Option<CachedRoute> {
+        let key = key.to_string();
         match self.entries.get_mut(&key) {
             Some(entry) if entry.until > now => Some(entry.route.clone()),
             Some(_) => {
@@ -55,47 +53,27 @@ impl RouteCache {
         }
     }
 
-    /// Remembers a lookup result; `valid_for` is how long the record's bindings stay live.
-    pub fn store_found(
-        &mut self,
-        now: Instant,
-        aor: &str,
-        peers: ServingPeers,
-        valid_for: Duration,
-    ) {
-        let until = now + self.positive_ttl.min(valid_for);
-        let entry = Entry {
-            route: CachedRoute::Found(peers),
-            until,
-        };
-        self.entries.insert(aor.to_string(), entry);
+    /// Remembers an answer until `until`.
+    pub fn store(&mut self, now: Instant, key: String, route: CachedRoute, until: Instant) {
+        if until > now {
+            self.entries.insert(key, Entry { route, until });
+        }
     }
 
-    pub fn store_not_found(&mut self, now: Instant, aor: &str) {
-        let entry = Entry {
-            route: CachedRoute::NotFound,
-            until: now + self.negative_ttl,
-        };
-        self.entries.insert(aor.to_string(), entry);
-    }
-
-    /// Forgets every route through `peer` (it could not be reached). A scan: rare, bounded.
+    /// Forgets every answer through `peer` (it could not be reached). A scan: rare, bounded.
     pub fn forget_peer(&mut self, peer: &PeerId) {
         let stale: Vec<String> = self
             .entries
             .keys()
-            .filter(|aor| {
+            .filter(|key| {
                 self.entries
-                    .peek(aor)
-                    .is_some_and(|entry| match &entry.route {
-                        CachedRoute::Found(peers) => peers.iter().any(|(p, _)| p == peer),
-                        CachedRoute::NotFound => false,
-                    })
+                    .peek(key)
+                    .is_some_and(|entry| entry.route.serving.iter().any(|(p, _)| p == peer))
             })
             .cloned()
             .collect();
-        for aor in stale {
-            self.entries.remove(&aor);
+        for key in stale {
+            self.entries.remove(&key);
         }
     }
 }
@@ -104,83 +82,60 @@ impl RouteCache {
 mod tests {
     use super::*;
     use libp2p::identity::Keypair;
+    use std::time::Duration;
 
     fn peer() -> PeerId {
         Keypair::generate_ed25519().public().to_peer_id()
     }
 
-    #[test]
-    fn positive_entries_honour_the_shorter_of_ttl_and_record_expiry() {
-        let now = Instant::now();
-        let mut cache = RouteCache::new(8, Duration::from_secs(30), Duration::from_secs(5));
-        let p = peer();
-        cache.store_found(
-            now,
-            "bob@example.com",
-            vec![(p, vec![])],
-            Duration::from_secs(10),
-        );
-        assert_eq!(
-            cache.get(now + Duration::from_secs(9), "bob@example.com"),
-            Some(CachedRoute::Found(vec![(p, vec![])]))
-        );
-        assert_eq!(
-            cache.get(now + Duration::from_secs(10), "bob@example.com"),
-            None
-        );
-        cache.store_found(
-            now,
-            "bob@example.com",
-            vec![(p, vec![])],
-            Duration::from_secs(3600),
-        );
-        assert!(cache
-            .get(now + Duration::from_secs(29), "bob@example.com")
-            .is_some());
-        assert!(cache
-            .get(now + Duration::from_secs(30), "bob@example.com")
-            .is_none());
-    }
-
-    #[test]
-    fn negative_entries_are_short_and_unreachable_peers_forgotten() {
-        let now = Instant::now();
-        let mut cache = RouteCache::new(8, Duration::from_secs(30), Duration::from_secs(5));
-        cache.store_not_found(now, "nobody@example.com");
-        assert_eq!(
-            cache.get(now, "nobody@example.com"),
-            Some(CachedRoute::NotFound)
-        );
-        assert_eq!(
-            cache.get(now + Duration::from_secs(5), "nobody@example.com"),
-            None
-        );
-        let (a, b) = (peer(), peer());
-        cache.store_found(
-            now,
-            "x@example.com",
-            vec![(a, vec![])],
-            Duration::from_secs(60),
-        );
-        cache.store_found(
-            now,
-            "y@example.com",
-            vec![(b, vec![])],
-            Duration::from_secs(60),
-        );
-        cache.forget_peer(&a);
-        assert!(cache.get(now, "x@example.com").is_none());
-        assert!(cache.get(now, "y@example.com").is_some());
-    }
-
-    #[test]
-    fn bounded() {
-        let now = Instant::now();
-        let mut cache = RouteCache::new(2, Duration::from_secs(30), Duration::from_secs(5));
-        for user in ["a", "b", "c"] {
-            cache.store_not_found(now, &format!("{user}@example.com"));
+    fn through(peer: PeerId) -> CachedRoute {
+        CachedRoute {
+            resolution: Resolution::failed(404, "Not Found"),
+            serving: vec![(peer, vec![])],
         }
-        assert!(cache.get(now, "a@example.com").is_none());
-        assert!(cache.get(now, "c@example.com").is_some());
+    }
+
+    #[test]
+    fn entries_live_until_their_time() {
+        let now = Instant::now();
+        let mut cache = RouteCache::new(8);
+        let p = peer();
+        cache.store(now, "bob".into(), through(p), now + Duration::from_secs(10));
+        assert_eq!(
+            cache.get(now + Duration::from_secs(9), "bob"),
+            Some(through(p))
+        );
+        assert_eq!(cache.get(now + Duration::from_secs(10), "bob"), None);
+        cache.store(now, "past".into(), through(p), now);
+        assert_eq!(
+            cache.get(now, "past"),
+            None,
+            "an answer already stale is not kept"
+        );
+    }
+
+    #[test]
+    fn an_unreachable_peer_takes_its_routes_along() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(30);
+        let mut cache = RouteCache::new(8);
+        let (gone, alive) = (peer(), peer());
+        cache.store(now, "a".into(), through(gone), later);
+        cache.store(now, "b".into(), through(alive), later);
+        cache.forget_peer(&gone);
+        assert_eq!(cache.get(now, "a"), None);
+        assert!(cache.get(now, "b").is_some());
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(30);
+        let mut cache = RouteCache::new(2);
+        for key in ["a", "b", "c"] {
+            cache.store(now, key.into(), through(peer()), later);
+        }
+        assert_eq!(cache.get(now, "a"), None, "the least recently used went");
+        assert!(cache.get(now, "c").is_some());
     }
 }

@@ -3,15 +3,17 @@
 //! and talks to it through one bounded channel.
 //!
 //! Each turn: wait until a UDP socket is readable, a stream event or overlay input arrives,
-//! the server's timer fires or shutdown is signalled; take `now` once; drain a bounded batch
-//! from every source; hand the overlay what the turn asked of it (lookups, changed
-//! registrations, see [`crate::overlay_link`]); then send everything the server queued. The
-//! server is plain state and is never borrowed across an await.
+//! the server's timer fires, a route resolution finishes or shutdown is signalled; take
+//! `now` once; drain a bounded batch from every source; hand the routing chain the routes
+//! the turn asked for ([`crate::routing`]) and the overlay the changed registrations
+//! ([`crate::overlay_link`]); then send everything the server queued. The server is plain
+//! state and is never borrowed across an await.
 
 use crate::connections::Connections;
 use crate::log_throttle::LogThrottle;
 use crate::overlay_link::{LinkInput, OverlayLink, INPUT_BATCH};
 use crate::overload::OverloadDetector;
+use crate::routing::{ResolutionDone, RoutingChain};
 
 /// At most one warning about overload per this interval (a node at its capacity can enter
 /// and leave overload many times a second).
@@ -55,6 +57,7 @@ pub struct Core {
     overload_log: LogThrottle,
     /// None in single-node mode.
     overlay: Option<OverlayLink>,
+    routing: RoutingChain,
 }
 
 /// Why the core woke up.
@@ -63,6 +66,7 @@ enum Wake {
     Ready,
     Event(StreamEvent),
     Overlay(LinkInput),
+    Routed(ResolutionDone),
 }
 
 impl Core {
@@ -72,6 +76,7 @@ impl Core {
         connections: Connections,
         events: mpsc::Receiver<StreamEvent>,
         overlay: Option<OverlayLink>,
+        routing: RoutingChain,
     ) -> Core {
         Core {
             server,
@@ -84,6 +89,7 @@ impl Core {
             timer: Box::pin(tokio::time::sleep(IDLE_SLEEP)),
             timer_deadline: None,
             overlay,
+            routing,
             overload: OverloadDetector::default(),
             overload_log: LogThrottle::new(OVERLOAD_LOG_INTERVAL),
         }
@@ -117,26 +123,28 @@ impl Core {
                         }
                     }
                 }
-                Wake::Overlay(input) => {
-                    if let Some(link) = &mut self.overlay {
-                        link.handle_input(now, &mut self.server, input);
-                    }
-                }
+                Wake::Overlay(input) => self.handle_overlay_input(now, input),
+                Wake::Routed(done) => self.finish_route(now, done),
                 Wake::Ready => {}
             }
             // Every turn, whatever woke it, so a busy stream cannot starve the overlay.
-            if let Some(link) = &mut self.overlay {
-                for _ in 0..INPUT_BATCH {
-                    match link.try_input() {
-                        Some(input) => link.handle_input(now, &mut self.server, input),
-                        None => break,
-                    }
+            for _ in 0..INPUT_BATCH {
+                match self.overlay.as_mut().and_then(OverlayLink::try_input) {
+                    Some(input) => self.handle_overlay_input(now, input),
+                    None => break,
+                }
+            }
+            for _ in 0..INPUT_BATCH {
+                match self.routing.try_done() {
+                    Some(done) => self.finish_route(now, done),
+                    None => break,
                 }
             }
             self.receive_udp(now);
             if self.timer_deadline.is_some_and(|deadline| deadline <= now) {
                 self.server.handle_timeout(now);
             }
+            self.start_routes(now);
             if let Some(link) = &mut self.overlay {
                 link.after_turn(now, &mut self.server);
             }
@@ -187,6 +195,9 @@ impl Core {
                 return Poll::Ready(Wake::Overlay(input));
             }
         }
+        if let Poll::Ready(done) = self.routing.poll_done(cx) {
+            return Poll::Ready(Wake::Routed(done));
+        }
         let mut ready = false;
         // Poll every socket, not just up to the first ready one, so all register a waker.
         for endpoint in &self.udp {
@@ -200,6 +211,40 @@ impl Core {
         } else {
             Poll::Pending
         }
+    }
+
+    fn handle_overlay_input(&mut self, now: Instant, input: LinkInput) {
+        if let LinkInput::SendFailed(peer) = &input {
+            self.routing.forget_peer(peer);
+        }
+        if let Some(link) = &mut self.overlay {
+            link.handle_input(now, &mut self.server, input);
+        }
+    }
+
+    /// Hands the routing chain what the server asked this turn; answers from its cache come
+    /// back at once.
+    fn start_routes(&mut self, now: Instant) {
+        // Bounded: the server queues at most what this turn's input produced.
+        while let Some(event) = self.server.poll_event() {
+            let overlay = &mut self.overlay;
+            self.routing
+                .start(now, &mut self.server, event, &mut |serving| {
+                    if let Some(link) = overlay.as_mut() {
+                        link.remember_addresses(serving);
+                    }
+                });
+        }
+    }
+
+    fn finish_route(&mut self, now: Instant, done: ResolutionDone) {
+        let overlay = &mut self.overlay;
+        self.routing
+            .finish(now, &mut self.server, done, &mut |serving| {
+                if let Some(link) = overlay.as_mut() {
+                    link.remember_addresses(serving);
+                }
+            });
     }
 
     fn handle_event(&mut self, now: Instant, event: StreamEvent) {

@@ -5,6 +5,8 @@ use crate::config::{ConfigError, NodeConfig, OverlaySettings};
 use crate::connections::Connections;
 use crate::node_info::{OverlayInfo, OverlayStatus};
 use crate::overlay_link::{OverlayLink, SHUTDOWN_WITHDRAW};
+use crate::routing::rfc3263::Locator;
+use crate::routing::{Chain, RoutingChain};
 use crate::runtime::Core;
 use crate::stream::{self, StreamLimits, StreamShared, EVENT_QUEUE};
 use crate::udp::UdpEndpoint;
@@ -40,6 +42,46 @@ pub enum RunError {
 impl From<ConfigError> for RunError {
     fn from(error: ConfigError) -> Self {
         RunError::Config(error)
+    }
+}
+
+/// The routing chain of a node with this configuration. Without a usable DNS resolver
+/// (no system configuration, say) the DNS steps find nothing and say why in the log.
+pub fn routing_chain(
+    config: &NodeConfig,
+    listeners: &[Listener],
+    overlay: Option<Overlay>,
+) -> Chain {
+    let transports: Vec<Transport> = [Transport::Udp, Transport::Tcp, Transport::Tls]
+        .into_iter()
+        .filter(|t| listeners.iter().any(|l| l.transport == *t))
+        .collect();
+    let locator = match dns_authority::resolver(&config.routing.dns_servers) {
+        Ok(dns) => Some(Locator::new(dns, transports)),
+        Err(error) => {
+            tracing::warn!(%error, "no DNS for routing: ENUM and RFC 3263 are off");
+            None
+        }
+    };
+    Chain::new(config.routing.chain.clone(), locator, overlay)
+}
+
+/// Addresses a wildcard listener receives on besides the one it advertises: every
+/// interface address of its family, so that a URI naming any of them is this node.
+fn wildcard_aliases(listeners: &[Listener]) -> Vec<String> {
+    let wildcard = listeners.iter().any(|l| l.addr.ip().is_unspecified());
+    if !wildcard {
+        return Vec::new();
+    }
+    match if_addrs::get_if_addrs() {
+        Ok(interfaces) => interfaces
+            .into_iter()
+            .map(|interface| interface.ip().to_string())
+            .collect(),
+        Err(error) => {
+            tracing::debug!(%error, "interface addresses unknown");
+            Vec::new()
+        }
     }
 }
 
@@ -125,10 +167,14 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
     let mut random_seed = [0u8; 32];
     rand::RngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut random_seed)
         .map_err(|e| RunError::Io(format!("no OS randomness: {e}")))?;
+    let mut aliases = config.server.aliases.clone();
+    aliases.extend(wildcard_aliases(&listeners));
     let server_config = ServerConfig {
         listeners: listeners.clone(),
         users,
         random_seed,
+        aliases,
+        resolves_routes: true,
         overlay_host: overlay
             .as_ref()
             .map(|started| overlay::sip_name::host_name(&started.info.peer_id)),
@@ -175,12 +221,14 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
     } else {
         CORE_STOP
     };
+    let routing = RoutingChain::new(routing_chain(&config, &listeners, overlay_handle.clone()));
     let core = Core::new(
         server,
         udp,
         Connections::new(shared.clone()),
         events_rx,
         link,
+        routing,
     );
     let status_shutdown = shutdown_rx.clone();
     let mut core_task = tokio::spawn(core.run(shutdown_rx));

@@ -26,6 +26,10 @@
 //! role = "auto"
 //! promote_after = 600
 //! trusted_peers = ["192.0.2.10", "198.51.100.0/24"]
+//! aliases = ["sip.example.com", "192.0.2.5"]
+//!
+//! [routing]   # see the routing module: steps, ENUM suffixes, name servers, peering
+//! enum_suffixes = ["e164.arpa"]
 //!
 //! [limits]
 //! max_aors = 1000000
@@ -59,12 +63,15 @@
 //! those of the file, as for every list. The delegation files are read and checked against
 //! the node's peer id at start-up, once the node key is loaded.
 
+mod routing;
+
 use crate::cli::NodeArgs;
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use overlay::authority::{AuthorityError, TrustAnchors};
 use overlay::network::RoleSetting;
 use overlay::validate::AuthorityMode;
+pub use routing::RoutingSettings;
 use serde::Deserialize;
 use sip::server::ServerConfig;
 use sip::transport::Transport;
@@ -155,6 +162,9 @@ struct FileConfig {
     role: Option<String>,
     promote_after: Option<u64>,
     trusted_peers: Option<Vec<String>>,
+    aliases: Option<Vec<String>>,
+    #[serde(default)]
+    routing: routing::RoutingFile,
     #[serde(default)]
     limits: LimitsFile,
     #[serde(default)]
@@ -246,6 +256,8 @@ pub struct NodeConfig {
     pub server: ServerConfig,
     /// The overlay; `None` in single-node mode (`--no-overlay`, `overlay = false`).
     pub overlay: Option<OverlaySettings>,
+    /// The routing chain.
+    pub routing: RoutingSettings,
 }
 
 /// How the node joins the overlay.
@@ -738,6 +750,23 @@ pub fn resolve(args: &NodeArgs, env: &Environment) -> Result<NodeConfig, ConfigE
         })
         .collect::<Result<Vec<_>, _>>()?;
 
+    let aliases = file.aliases.clone().unwrap_or_default();
+    for alias in &aliases {
+        let host = alias.trim_start_matches('[').trim_end_matches(']');
+        let valid = host.parse::<std::net::IpAddr>().is_ok()
+            || (!host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.')));
+        if !valid {
+            return Err(invalid(
+                file_origin("aliases"),
+                alias,
+                "expected a host name or an IP address",
+            ));
+        }
+    }
+
     let server = ServerConfig {
         domains,
         open: args.open || file.open.unwrap_or(false),
@@ -755,10 +784,20 @@ pub fn resolve(args: &NodeArgs, env: &Environment) -> Result<NodeConfig, ConfigE
         max_bindings_per_source,
         max_failures_per_account,
         max_requests_per_source,
+        aliases,
         ..Default::default()
     };
 
+    let routing = routing::resolve_routing(
+        &file.routing,
+        overlay
+            .as_ref()
+            .map_or(&[][..], |o| o.authority.dns_servers.as_slice()),
+        &file_origin,
+    )?;
+
     Ok(NodeConfig {
+        routing,
         listen,
         data_dir,
         users_file: args.users.clone().or(file.users),

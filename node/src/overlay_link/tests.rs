@@ -1,9 +1,10 @@
 //! Tests of the overlay link against a real in-process overlay.
 
 use super::*;
+use crate::routing::chain::serving_peers;
 use libp2p::identity::Keypair;
 use overlay::network::OverlayConfig;
-use overlay::record::{EntryDraft, NodeEntry};
+use overlay::record::{EntryDraft, NodeEntry, RegistrationRecord};
 use sip::server::{Listener, ServerConfig};
 use sip::transport::{Peer, Transport};
 use std::future::poll_fn;
@@ -193,7 +194,7 @@ fn serving_peers_are_distinct_live_and_best_first() {
             entry(&c, &aor, &[("sip:c@x", 1500, 1000)]),
         ],
     };
-    let Resolved::Found(peers, _) = serving_peers(&record, 2000) else {
+    let Some((peers, _)) = serving_peers(&record, 2000) else {
         panic!("nothing found");
     };
     let ids: Vec<PeerId> = peers.iter().map(|(peer, _)| *peer).collect();
@@ -203,9 +204,6 @@ fn serving_peers_are_distinct_live_and_best_first() {
         "b holds the best binding"
     );
     assert_eq!(peers[0].1.len(), 1);
-    assert_eq!(serving_peers(&record, 6000), Resolved::NotFound);
-    assert_eq!(
-        serving_peers(&RegistrationRecord::new(aor), 0),
-        Resolved::NotFound
-    );
+    assert_eq!(serving_peers(&record, 6000), None);
+    assert_eq!(serving_peers(&RegistrationRecord::new(aor), 0), None);
 }

@@ -1,5 +1,6 @@
 //! The whole server element on arbitrary input: messages from phones over UDP and TCP and
-//! from overlay nodes, lookups answered in every way, and time moving on, through a node
+//! from overlay nodes, route resolutions answered in every way (overlay peers, providers
+//! in series, a new Request-URI, failures), and time moving on, through a node
 //! with accounts and one with `--open`.
 //!
 //! Input: a byte choosing the node, then messages separated by the byte 0xff; each message
@@ -9,7 +10,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use sip::auth::{Credential, Secret};
-use sip::server::{Listener, LookupOutcome, ServerConfig, ServerEvent, SipServer};
+use sip::server::{
+    Hop, Listener, Resolution, ServerConfig, ServerEvent, SipServer, TargetSet,
+};
 use sip::transport::{ConnectionId, Peer, Transport};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -41,6 +44,7 @@ fn server(open: bool, now: Instant) -> Option<SipServer> {
             secret: Secret::Password("wonderland".into()),
         }],
         overlay_host: Some("a.p2p.invalid".into()),
+        resolves_routes: true,
         trusted_sources: vec!["10.9.0.0/16".parse().ok()?],
         max_bindings_per_source: 4,
         max_failures_per_account: 3,
@@ -58,17 +62,33 @@ fn drain(server: &mut SipServer, now: Instant, answer: u8) {
         }
     }
     let mut lookups = Vec::new();
-    while let Some(ServerEvent::LookupRequest { id, .. }) = server.poll_event() {
+    while let Some(ServerEvent::Resolve { id, .. }) = server.poll_event() {
         lookups.push(id);
     }
+    let overlay = |host: &str| TargetSet {
+        hops: vec![Hop::Overlay { host: host.into() }],
+        request_uri: None,
+        leaves_overlay: false,
+    };
+    let provider = |port: u16, request_uri: Option<&str>| TargetSet {
+        hops: vec![Hop::Address {
+            transport: Transport::Udp,
+            addr: SocketAddr::from(([192, 0, 2, 1], port)),
+            tls_name: None,
+        }],
+        request_uri: request_uri.map(str::to_owned),
+        leaves_overlay: true,
+    };
     for id in lookups {
-        let outcome = match answer % 4 {
-            0 => LookupOutcome::Found(vec!["b.p2p.invalid".into()]),
-            1 => LookupOutcome::Found(vec!["a.p2p.invalid".into()]),
-            2 => LookupOutcome::NotFound,
-            _ => LookupOutcome::Unavailable,
+        let outcome = match answer % 6 {
+            0 => Resolution::Found(vec![overlay("b.p2p.invalid")]),
+            1 => Resolution::Found(vec![overlay("a.p2p.invalid")]),
+            2 => Resolution::failed(404, "Not Found"),
+            3 => Resolution::Found(vec![provider(5060, None), provider(5062, None)]),
+            4 => Resolution::Found(vec![provider(5060, Some("sip:+431@itsp.example"))]),
+            _ => Resolution::failed(480, "Temporarily Unavailable"),
         };
-        server.resolve_lookup(now, id, outcome);
+        server.resolve_route(now, id, outcome);
         for _ in 0..10_000 {
             if server.poll_transmit().is_none() {
                 break;

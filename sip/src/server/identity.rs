@@ -13,6 +13,8 @@ pub struct LocalIdentity {
     domains: Vec<String>,
     /// This node's host name on the overlay (lower case), when it has one.
     overlay_host: Option<String>,
+    /// Other names and addresses of this node (lower case, IPv6 without brackets).
+    aliases: Vec<String>,
 }
 
 impl LocalIdentity {
@@ -25,7 +27,20 @@ impl LocalIdentity {
             listeners,
             domains: domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
             overlay_host: overlay_host.map(str::to_ascii_lowercase),
+            aliases: Vec::new(),
         }
+    }
+
+    /// Adds other names of this node: host names it is known by, and addresses it receives
+    /// on that its listeners do not name (every interface address of a wildcard listener).
+    pub fn with_aliases(mut self, aliases: &[String]) -> LocalIdentity {
+        self.aliases.extend(aliases.iter().map(|alias| {
+            alias
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_ascii_lowercase()
+        }));
+        self
     }
 
     pub fn overlay_host(&self) -> Option<&str> {
@@ -42,8 +57,10 @@ impl LocalIdentity {
     }
 
     /// True when `host` (as written in a URI or Via, any case, IPv6 with or without
-    /// brackets) and `port` name one of our listeners. A missing port means the transport's
-    /// default port.
+    /// brackets) and `port` name this node ("myself"): the host is a listener's address or
+    /// advertised name, or an alias, and the port is a listener's or absent. A missing port
+    /// would mean 5060 or 5061, which a URI naming this node's address means to reach this
+    /// node whatever port it listens on.
     pub fn is_local_address(&self, host: &str, port: Option<u16>) -> bool {
         if self
             .overlay_host
@@ -53,18 +70,37 @@ impl LocalIdentity {
             return true;
         }
         let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ip = host.parse::<std::net::IpAddr>().ok();
+        let named = self.aliases.iter().any(|a| a.eq_ignore_ascii_case(host))
+            || self.listeners.iter().any(|l| {
+                host.eq_ignore_ascii_case(&l.advertised_host)
+                    || ip.is_some_and(|ip| ip == l.addr.ip())
+            });
+        named && port.is_none_or(|port| self.listeners.iter().any(|l| l.addr.port() == port))
+    }
+
+    /// True when `addr` over `transport` reaches one of this node's listeners, so that a
+    /// resolved hop there would send the request back to this node.
+    pub fn is_listener_address(&self, transport: Transport, addr: std::net::SocketAddr) -> bool {
+        let ip = addr.ip().to_canonical();
         self.listeners.iter().any(|l| {
-            let listener_port = l.addr.port();
-            let port_matches = match port {
-                Some(p) => p == listener_port,
-                None => listener_port == l.transport.default_port(),
-            };
-            port_matches
-                && (host.eq_ignore_ascii_case(&l.advertised_host)
-                    || host
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip == l.addr.ip()))
+            l.transport == transport
+                && l.addr.port() == addr.port()
+                && (l.addr.ip() == ip
+                    || (l.addr.ip().is_unspecified()
+                        && (ip.is_loopback() || self.aliases.iter().any(|a| *a == ip.to_string()))))
         })
+    }
+
+    /// The address-of-record a URI names, with this node's own addresses standing for the
+    /// domain when the node serves exactly one (`bob@<node address>` is `bob@example.com`).
+    pub fn canonical_aor(&self, uri: &Uri<'_>) -> String {
+        match (self.domains.as_slice(), uri.user_unescaped()) {
+            ([domain], Some(user)) if self.is_local_address(uri.host, uri.port) => {
+                format!("{user}@{domain}")
+            }
+            _ => uri.aor(),
+        }
     }
 
     /// True when `domain` is served by this node (registrar and location lookups).
@@ -161,6 +197,10 @@ mod tests {
         assert!(id.is_local_address("127.0.0.1", None));
         assert!(id.is_local_address("127.0.0.1", Some(5070)));
         assert!(!id.is_local_address("127.0.0.1", Some(5080)));
+        assert!(
+            id.is_local_address("127.0.0.1", None),
+            "no port: this node's address"
+        );
         assert!(!id.is_local_address("127.0.0.2", Some(5060)));
         assert!(id.serves_domain("EXAMPLE.COM"));
         assert!(!id.serves_domain("example.org"));

@@ -14,6 +14,7 @@ mod local;
 pub mod overlay;
 mod overload;
 mod proxy;
+mod resolve;
 pub mod response_choice;
 mod routing;
 
@@ -26,9 +27,13 @@ use authorize::DialogTokens;
 use bytes::Bytes;
 use identity::LocalIdentity;
 use ids::IdGenerator;
-pub use overlay::{LookupId, LookupOutcome, ServerEvent};
-use overlay::{OverlayPeers, PendingLookups};
+use overlay::OverlayPeers;
 use proxy::{BranchRef, ForkTable};
+use resolve::PendingRoutes;
+pub use resolve::{
+    Hop, Resolution, ResolveId, RoutePurpose, ServerEvent, TargetSet, MAX_HOPS_PER_SET,
+    MAX_TARGET_SETS,
+};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -68,13 +73,18 @@ pub struct ServerConfig {
     pub t1: Duration,
     pub t2: Duration,
     pub t4: Duration,
-    /// This node's host name on the overlay (e.g. derived from its peer id). When set,
-    /// requests for users of served domains with no local binding are looked up in the
-    /// overlay through [`ServerEvent::LookupRequest`].
+    /// Other names of this node (host names, addresses): a URI with one of them as host
+    /// and no port, or the port of a listener, addresses this node.
+    pub aliases: Vec<String>,
+    /// This node's host name on the overlay (e.g. derived from its peer id).
     pub overlay_host: Option<String>,
-    /// How long a request waits for its overlay lookup before it is answered 480.
+    /// True when the node runs a routing chain that answers [`ServerEvent::Resolve`]:
+    /// requests for users with no local binding, `tel:` numbers, foreign domains and host
+    /// names in Routes are then resolved by it; without, they get 404.
+    pub resolves_routes: bool,
+    /// How long a request waits for its route to be resolved before it is answered 480.
     pub lookup_timeout: Duration,
-    /// Bound of the requests waiting for lookups; beyond it new ones get 503.
+    /// Bound of the requests waiting for route resolution; beyond it new ones get 503.
     pub max_pending_lookups: usize,
     /// Proxy Timer C: how long an INVITE branch may ring before it is cancelled (> 3 min).
     pub timer_c: Duration,
@@ -113,7 +123,9 @@ impl Default for ServerConfig {
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
+            aliases: Vec::new(),
             overlay_host: None,
+            resolves_routes: false,
             lookup_timeout: Duration::from_secs(8),
             max_pending_lookups: 10_000,
             timer_c: Duration::from_secs(181),
@@ -157,8 +169,8 @@ pub struct ServerStats {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ServerCtx {
     pub fork: Option<u64>,
-    /// The overlay lookup the request is waiting for.
-    pub lookup: Option<u64>,
+    /// The route resolution the request is waiting for.
+    pub route: Option<u64>,
 }
 
 /// Context of a client transaction.
@@ -191,9 +203,9 @@ pub struct SipServer {
     /// Set by the node while its input queue stays full.
     overloaded: bool,
     forks: ForkTable,
-    lookups: PendingLookups,
+    routes: PendingRoutes,
     overlay_peers: OverlayPeers,
-    /// Requests to the node (lookups); drained with `poll_event` after every input, so it
+    /// Requests to the node (route resolutions); drained with `poll_event` after every input, so it
     /// holds at most what one input produced.
     events: VecDeque<ServerEvent>,
     ids: IdGenerator,
@@ -210,7 +222,8 @@ impl SipServer {
             config.listeners.clone(),
             &config.domains,
             config.overlay_host.as_deref(),
-        );
+        )
+        .with_aliases(&config.aliases);
         let transactions = TransactionLayer::new(TransactionConfig {
             t1: config.t1,
             t2: config.t2,
@@ -242,7 +255,7 @@ impl SipServer {
             source_rates: overload::source_rate_limiter(config.max_requests_per_source),
             overloaded: false,
             forks: ForkTable::default(),
-            lookups: PendingLookups::default(),
+            routes: PendingRoutes::default(),
             overlay_peers: OverlayPeers::default(),
             events: VecDeque::new(),
             ids,
@@ -312,7 +325,7 @@ impl SipServer {
             self.transactions.poll_timeout(),
             self.location.poll_timeout(),
             self.forks.next_timer_c(),
-            self.lookups.next_deadline(),
+            self.routes.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -323,7 +336,7 @@ impl SipServer {
         self.transactions.handle_timeout(now);
         self.location.purge_expired(now);
         self.fire_timer_c(now);
-        self.expire_lookups(now);
+        self.expire_resolutions(now);
         self.drain_transaction_events(now);
     }
 
@@ -428,8 +441,8 @@ impl SipServer {
                     if let Some(fork) = ctx.fork {
                         self.forks.remove(fork);
                     }
-                    if let Some(lookup) = ctx.lookup {
-                        self.lookups.forget(lookup);
+                    if let Some(route) = ctx.route {
+                        self.routes.forget(route);
                     }
                 }
             }

@@ -5,6 +5,7 @@
 use super::authorize::{Challenger, Destination, ForwardPolicy, Refusal};
 use super::ids::{loop_hash, loop_hash_of_branch};
 use super::proxy::Target;
+use super::resolve::{RoutePurpose, RouteQuery};
 use super::{ServerCtx, SipServer};
 use crate::message::uri::{Scheme, Uri};
 use crate::message::{HeaderName, Message, Method, NameAddr, Via};
@@ -30,12 +31,8 @@ enum RouteDecision {
     Refuse(Refusal),
     /// 420 listing the Proxy-Require option tags (this node supports none).
     BadExtension,
-    /// No local binding: look the address-of-record up in the overlay.
-    Lookup {
-        aor: String,
-        own_routes: usize,
-        policy: ForwardPolicy,
-    },
+    /// Not reachable from what the server knows: ask the node's routing chain.
+    Resolve(RouteQuery),
 }
 
 impl SipServer {
@@ -99,12 +96,8 @@ impl SipServer {
             RouteDecision::Forward(targets, policy) => {
                 self.forward(now, tx, msg, targets, &policy);
             }
-            RouteDecision::Lookup {
-                aor,
-                own_routes,
-                policy,
-            } => {
-                self.start_lookup(now, tx, msg, aor, own_routes, policy);
+            RouteDecision::Resolve(query) => {
+                self.start_resolution(now, Some(tx), from, msg, query);
             }
             RouteDecision::Reject(status, reason) => {
                 self.respond_error(now, tx, from, msg, status, reason, &[]);
@@ -163,7 +156,8 @@ impl SipServer {
             let Ok(route) = route else {
                 return RouteDecision::Reject(400, "Bad Request (bad Route)");
             };
-            let policy = match self.authorize_forward(now, from, msg, destination_of(&route.uri)) {
+            let destination = destination_of(&route.uri);
+            let policy = match self.authorize_forward(now, from, msg, destination) {
                 Ok(policy) => policy,
                 Err(refusal) => return RouteDecision::Refuse(refusal),
             };
@@ -171,12 +165,28 @@ impl SipServer {
                 &route.uri,
                 own_routes,
                 policy,
+                destination,
                 "Not Found (no route to next hop)",
             );
         }
         match request_uri.scheme {
             Scheme::Sip | Scheme::Sips => {}
-            Scheme::Tel => return RouteDecision::Reject(404, "Not Found (no route for tel URI)"),
+            Scheme::Tel => {
+                let policy = match self.authorize_forward(now, from, msg, Destination::Elsewhere) {
+                    Ok(policy) => policy,
+                    Err(refusal) => return RouteDecision::Refuse(refusal),
+                };
+                let query = RouteQuery {
+                    uri: request_uri.raw.to_owned(),
+                    aor: None,
+                    purpose: RoutePurpose::Foreign,
+                    own_routes,
+                    policy,
+                    authorized: Destination::Elsewhere,
+                    known_user: false,
+                };
+                return self.resolve_or_reject(query, "Not Found (no route for tel URI)");
+            }
             Scheme::Other => return RouteDecision::Reject(416, "Unsupported URI Scheme"),
         }
         let served = self
@@ -194,23 +204,47 @@ impl SipServer {
         if served {
             return self.route_to_local_user(now, from, request_uri, own_routes, policy);
         }
-        // A target outside our domains: only IP literals can be reached until DNS routing
-        // (RFC 3263) is available; in-dialog requests to a phone's Contact land here.
-        self.next_hop(
-            request_uri,
+        // A target outside our domains. An IP literal (or an overlay host) is the next hop
+        // itself; a domain goes through the routing chain: all of it for a new request, RFC
+        // 3263 alone for an in-dialog request (a phone's or a provider's Contact).
+        if let Some(peer) = self.peer_for_uri(request_uri) {
+            return RouteDecision::Forward(
+                vec![Target {
+                    request_uri: None,
+                    peer,
+                    pop_routes: own_routes,
+                }],
+                policy,
+            );
+        }
+        let in_dialog = msg
+            .to()
+            .and_then(Result::ok)
+            .is_some_and(|to| to.tag().is_some());
+        let query = RouteQuery {
+            uri: request_uri.raw.to_owned(),
+            aor: None,
+            purpose: if in_dialog {
+                RoutePurpose::NextHop
+            } else {
+                RoutePurpose::Foreign
+            },
             own_routes,
             policy,
-            "Not Found (no route to domain)",
-        )
+            authorized: destination,
+            known_user: false,
+        };
+        self.resolve_or_reject(query, "Not Found (no route to domain)")
     }
 
-    /// Forwards to the one next hop `uri` names, keeping the Request-URI, or 404 with
-    /// `not_found` when it cannot be reached.
+    /// Forwards to the one next hop `uri` names, keeping the Request-URI: at once for an
+    /// IP literal, through RFC 3263 for a host name, or 404 with `not_found`.
     fn next_hop(
         &mut self,
         uri: &Uri<'_>,
         own_routes: usize,
         policy: ForwardPolicy,
+        authorized: Destination,
         not_found: &'static str,
     ) -> RouteDecision {
         match self.peer_for_uri(uri) {
@@ -222,7 +256,27 @@ impl SipServer {
                 }],
                 policy,
             ),
-            None => RouteDecision::Reject(404, not_found),
+            None => {
+                let query = RouteQuery {
+                    uri: uri.raw.to_owned(),
+                    aor: None,
+                    purpose: RoutePurpose::NextHop,
+                    own_routes,
+                    policy,
+                    authorized,
+                    known_user: false,
+                };
+                self.resolve_or_reject(query, not_found)
+            }
+        }
+    }
+
+    /// Asks the routing chain when the node runs one; 404 with `not_found` otherwise.
+    fn resolve_or_reject(&self, query: RouteQuery, not_found: &'static str) -> RouteDecision {
+        if self.config.resolves_routes {
+            RouteDecision::Resolve(query)
+        } else {
+            RouteDecision::Reject(404, not_found)
         }
     }
 
@@ -234,7 +288,7 @@ impl SipServer {
         own_routes: usize,
         policy: ForwardPolicy,
     ) -> RouteDecision {
-        let aor = request_uri.aor();
+        let aor = self.identity.canonical_aor(request_uri);
         let bindings: Vec<(String, Peer)> = self
             .location
             .lookup(now, &aor)
@@ -266,18 +320,22 @@ impl SipServer {
         if !targets.is_empty() {
             return RouteDecision::Forward(targets, policy);
         }
-        // A request that came over the overlay was routed here by a lookup: asking the
-        // overlay again could bounce it between nodes holding stale records.
-        if self.identity.overlay_host().is_some() && from.transport != Transport::Overlay {
-            return RouteDecision::Lookup {
-                aor,
-                own_routes,
-                policy,
-            };
-        }
         let known_user = request_uri
             .user_unescaped()
             .is_some_and(|user| self.credentials.contains(&user, &request_uri.host_lower()));
+        // A request that came over the overlay was routed here by a lookup: asking the
+        // overlay again could bounce it between nodes holding stale records.
+        if self.config.resolves_routes && from.transport != Transport::Overlay {
+            return RouteDecision::Resolve(RouteQuery {
+                uri: request_uri.raw.to_owned(),
+                aor: Some(aor),
+                purpose: RoutePurpose::ServedUser,
+                own_routes,
+                policy,
+                authorized: Destination::ServedUser,
+                known_user,
+            });
+        }
         if known_user {
             RouteDecision::Reject(480, "Temporarily Unavailable")
         } else {
@@ -360,11 +418,13 @@ impl SipServer {
                     self.forward_stateless(msg, target, &policy);
                 }
             }
+            RouteDecision::Resolve(query) => {
+                self.start_resolution(now, None, from, msg, query);
+            }
             RouteDecision::Local
             | RouteDecision::Reject(..)
             | RouteDecision::Refuse(..)
-            | RouteDecision::BadExtension
-            | RouteDecision::Lookup { .. } => {
+            | RouteDecision::BadExtension => {
                 debug!(remote = %from.remote, "ACK with no route dropped");
             }
         }

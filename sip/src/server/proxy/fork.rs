@@ -5,10 +5,12 @@ use crate::transaction::{ClientTxId, ServerTxId};
 use bytes::Bytes;
 use smallvec::SmallVec;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::Instant;
 
+use super::super::authorize::ForwardPolicy;
 use super::super::response_choice::is_better_final;
+use super::Target;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum BranchState {
@@ -51,6 +53,11 @@ pub(crate) struct Fork {
     /// A final response went upstream; later 2xx are still relayed, nothing else.
     pub(super) final_sent: bool,
     pub(super) cancelled: bool,
+    /// Target sets still to try, in order, when every branch so far failed with a
+    /// transport error, 408 or 503.
+    pub(super) fallback: VecDeque<Vec<Target>>,
+    /// How the request is edited on every branch, the later sets' too.
+    pub(super) policy: ForwardPolicy,
 }
 
 /// Live forks by id. Each fork belongs to exactly one server transaction and is removed when

@@ -14,6 +14,7 @@ use bytes::Bytes;
 pub(crate) use fork::ForkTable;
 use fork::{Branch, BranchState, Fork};
 use smallvec::SmallVec;
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 use tracing::debug;
@@ -55,14 +56,31 @@ impl SipServer {
         targets: Vec<Target>,
         policy: &ForwardPolicy,
     ) {
+        self.forward_in_series(now, tx, msg, VecDeque::from([targets]), policy, false);
+    }
+
+    /// Forwards a request to the first target set, in parallel; each later set is tried
+    /// when every branch of the one before failed with a transport error, 408 or 503 (RFC
+    /// 3263 4.3). `trying_sent`: the caller already had its 100 Trying (while the route
+    /// was resolved).
+    pub(super) fn forward_in_series(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        msg: &Message<'_>,
+        mut sets: VecDeque<Vec<Target>>,
+        policy: &ForwardPolicy,
+        trying_sent: bool,
+    ) {
         let Some(method) = msg.method().copied() else {
             return;
         };
         let is_invite = method == Method::Invite;
-        if is_invite {
+        if is_invite && !trying_sent {
             // Stop the caller's retransmissions while the branches ring (RFC 3261 16.2).
             self.send_trying(now, tx, msg);
         }
+        let first = sets.pop_front().unwrap_or_default();
         let fork_id = self.forks.insert(Fork {
             server_tx: tx,
             method_is_invite: is_invite,
@@ -71,14 +89,33 @@ impl SipServer {
             best: None,
             final_sent: false,
             cancelled: false,
+            fallback: sets,
+            policy: policy.clone(),
         });
         if let Some(ctx) = self.transactions.server_ctx_mut(tx) {
             ctx.fork = Some(fork_id);
         }
+        self.start_branches(now, fork_id, msg, &method, first, policy);
+        self.finish_fork_if_done(now, fork_id);
+    }
+
+    /// Adds one branch per target to the fork and sends the request on each.
+    fn start_branches(
+        &mut self,
+        now: Instant,
+        fork_id: u64,
+        msg: &Message<'_>,
+        method: &Method<'_>,
+        targets: Vec<Target>,
+        policy: &ForwardPolicy,
+    ) {
+        let is_invite = *method == Method::Invite;
+        let first_index = self.forks.get_mut(fork_id).map_or(0, |f| f.branches.len());
         let loop_hash = request_loop_hash(msg);
-        for (index, target) in targets.iter().enumerate() {
+        for (offset, target) in targets.iter().enumerate() {
+            let index = first_index + offset;
             let branch = self.ids.branch(&loop_hash);
-            let payload = self.build_forwarded(msg, target, &branch, &method, policy);
+            let payload = self.build_forwarded(msg, target, &branch, method, policy);
             let key = ClientKey::new(&branch, method.as_str());
             let ctx = ClientCtx::Branch(BranchRef {
                 fork: fork_id,
@@ -111,7 +148,6 @@ impl SipServer {
             }
             self.stats.requests_forwarded += 1;
         }
-        self.finish_fork_if_done(now, fork_id);
     }
 
     /// Builds the request for one branch: new Via, Max-Forwards, Route removal, Record-Route
@@ -406,6 +442,26 @@ impl SipServer {
         if fork.final_sent || fork.branches.iter().any(|b| b.state != BranchState::Done) {
             return;
         }
+        let fails_over = !fork.cancelled
+            && fork
+                .best
+                .as_ref()
+                .is_some_and(|best| matches!(best.status, 408 | 503));
+        if fails_over {
+            if let Some(next) = fork.fallback.pop_front() {
+                fork.best = None;
+                let request = fork.request.clone();
+                let policy = fork.policy.clone();
+                if let Ok(msg) = Message::parse(&request) {
+                    if let Some(method) = msg.method().copied() {
+                        debug!("target set failed; trying the next one");
+                        self.start_branches(now, fork_id, &msg, &method, next, &policy);
+                    }
+                }
+                // Tail call: the new set may have failed at once too.
+                return self.finish_fork_if_done(now, fork_id);
+            }
+        }
         fork.final_sent = true;
         let server_tx = fork.server_tx;
         let cancelled = fork.cancelled;
@@ -517,7 +573,7 @@ impl SipServer {
         let Some(ctx) = self.transactions.server_ctx(invite).copied() else {
             return;
         };
-        if self.cancel_lookup(now, ctx) {
+        if self.cancel_resolution(now, ctx) {
             return;
         }
         let Some(fork_id) = ctx.fork else {

@@ -2,7 +2,7 @@
 
 use super::*;
 
-fn users() -> Vec<Credential> {
+pub(super) fn users() -> Vec<Credential> {
     ["alice", "bob"]
         .into_iter()
         .map(|name| Credential {
@@ -14,7 +14,10 @@ fn users() -> Vec<Credential> {
 }
 
 /// The first supported challenge of `header` in a response.
-fn challenge_in<'t>(response: &'t str, header: &str) -> crate::auth::DigestChallenge<'t> {
+pub(super) fn challenge_in<'t>(
+    response: &'t str,
+    header: &str,
+) -> crate::auth::DigestChallenge<'t> {
     let prefix = format!("{header}: ");
     first_supported_challenge(
         response

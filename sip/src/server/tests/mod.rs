@@ -5,6 +5,7 @@ use super::*;
 mod authorize;
 mod overlay;
 mod overload;
+mod resolve;
 use crate::auth::{authorization_value, first_supported_challenge, Credential, Secret};
 use crate::message::Message;
 use std::net::SocketAddr;

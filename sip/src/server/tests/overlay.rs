@@ -20,6 +20,7 @@ fn node(listen: &str, overlay_host: &str, now: Instant) -> SipServer {
         domains: vec!["example.com".into()],
         open: true,
         overlay_host: Some(overlay_host.into()),
+        resolves_routes: true,
         random_seed: [3; 32],
         ..ServerConfig::default()
     };
@@ -97,7 +98,16 @@ fn register_at_b(net: &mut Net) {
     assert_eq!(status_of(&out[0].1), 200);
 }
 
-fn invite_at_a(net: &mut Net, branch: &str) -> LookupId {
+/// The overlay step's answer: the user is served by the node `host`.
+fn found_at(host: &str) -> Resolution {
+    Resolution::Found(vec![TargetSet {
+        hops: vec![Hop::Overlay { host: host.into() }],
+        request_uri: None,
+        leaves_overlay: false,
+    }])
+}
+
+fn invite_at_a(net: &mut Net, branch: &str) -> ResolveId {
     let inv = invite("bob", branch).replace('\n', "\r\n");
     net.a
         .handle_input(net.now, peer(CALLER, NODE_A), inv.as_bytes());
@@ -109,8 +119,11 @@ fn invite_at_a(net: &mut Net, branch: &str) -> LookupId {
     );
     assert_eq!(status_of(&out[0].1), 100);
     match net.a.poll_event() {
-        Some(ServerEvent::LookupRequest { id, aor }) => {
-            assert_eq!(aor, "bob@example.com");
+        Some(ServerEvent::Resolve {
+            id, aor, purpose, ..
+        }) => {
+            assert_eq!(aor.as_deref(), Some("bob@example.com"));
+            assert_eq!(purpose, RoutePurpose::ServedUser);
             id
         }
         other => panic!("expected a lookup, got {other:?}"),
@@ -124,8 +137,7 @@ fn call_across_two_nodes_through_the_overlay() {
     assert!(net.b.poll_event().is_none(), "local users need no lookup");
 
     let id = invite_at_a(&mut net, "ov1");
-    net.a
-        .resolve_lookup(net.now, id, LookupOutcome::Found(vec![HOST_B.into()]));
+    net.a.resolve_route(net.now, id, found_at(HOST_B));
     let out = net.settle();
     let (to, fwd) = out.iter().find(|(to, _)| *to == addr(CALLEE)).unwrap();
     assert_eq!(*to, addr(CALLEE));
@@ -195,20 +207,23 @@ fn call_across_two_nodes_through_the_overlay() {
 fn lookup_outcomes_answer_the_caller() {
     let mut net = Net::new();
     let id = invite_at_a(&mut net, "ov2");
-    net.a.resolve_lookup(net.now, id, LookupOutcome::NotFound);
+    net.a
+        .resolve_route(net.now, id, Resolution::failed(404, "Not Found"));
     let out = net.settle();
     assert_eq!(status_of(&out[0].1), 404);
 
     let id = invite_at_a(&mut net, "ov3");
-    net.a
-        .resolve_lookup(net.now, id, LookupOutcome::Unavailable);
+    net.a.resolve_route(
+        net.now,
+        id,
+        Resolution::failed(480, "Temporarily Unavailable (lookup failed)"),
+    );
     let out = net.settle();
     assert_eq!(status_of(&out[0].1), 480);
 
     // A record that names only this node is no route (the binding here is gone).
     let id = invite_at_a(&mut net, "ov4");
-    net.a
-        .resolve_lookup(net.now, id, LookupOutcome::Found(vec![HOST_A.into()]));
+    net.a.resolve_route(net.now, id, found_at(HOST_A));
     let out = net.settle();
     assert_eq!(status_of(&out[0].1), 404);
 }
@@ -224,8 +239,7 @@ fn a_lookup_that_never_returns_times_out_with_480() {
     let out = net.settle();
     assert_eq!(status_of(&out[0].1), 480);
     // A late answer is ignored.
-    net.a
-        .resolve_lookup(net.now, id, LookupOutcome::Found(vec![HOST_B.into()]));
+    net.a.resolve_route(net.now, id, found_at(HOST_B));
     assert!(net.settle().is_empty());
 }
 
@@ -247,8 +261,7 @@ fn cancel_while_the_lookup_runs_ends_the_call() {
         statuses.contains(&200) && statuses.contains(&487),
         "{statuses:?}"
     );
-    net.a
-        .resolve_lookup(net.now, id, LookupOutcome::Found(vec![HOST_B.into()]));
+    net.a.resolve_route(net.now, id, found_at(HOST_B));
     assert!(
         net.settle().is_empty(),
         "nothing forwarded after the CANCEL"
@@ -274,8 +287,7 @@ fn requests_from_the_overlay_are_not_looked_up_again() {
 fn an_unreachable_serving_node_fails_the_call_at_once() {
     let mut net = Net::new();
     let id = invite_at_a(&mut net, "ov8");
-    net.a
-        .resolve_lookup(net.now, id, LookupOutcome::Found(vec![HOST_B.into()]));
+    net.a.resolve_route(net.now, id, found_at(HOST_B));
     // The node could not open a stream to B: drop what A sent and report it.
     while net.a.poll_transmit().is_some() {}
     net.a.overlay_peer_unreachable(net.now, HOST_B);

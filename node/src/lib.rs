@@ -1,22 +1,21 @@
-//! `p2psip`: a node of the p2psip peer-to-peer SIP overlay.
-//!
-//! Exit status of `node`: 0 after a clean shutdown, 2 for a usage or configuration error, 1
-//! when the node cannot run (a port in use, an unwritable data directory). `lookup` and
-//! `peers`: 0 when found, 1 when not found or unreachable, 2 for a usage error. `domain`: 0
-//! on success, 2 when an argument or input file is wrong, 1 when a file cannot be written.
+//! The p2psip node: a SIP registrar and stateful proxy (the sans-IO `sip` core driven by
+//! sockets and timers here), the routing chain that finds where a request goes (location
+//! table, overlay, ENUM, domain policy, RFC 3263, static peering), the overlay link, and
+//! the commands of the `p2psip` binary. Tests and the simulator drive the same code.
 
-mod cli;
-mod client;
+pub mod cli;
+pub mod client;
 mod config;
 mod connections;
 mod dns_authority;
-mod domain;
+pub mod domain;
 mod log_throttle;
 mod lru;
 mod node_info;
 mod overlay_link;
 mod overload;
 mod route_cache;
+pub mod routing;
 mod runtime;
 mod startup;
 mod stream;
@@ -24,7 +23,6 @@ mod tls;
 mod udp;
 mod users;
 
-use clap::Parser;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -32,18 +30,9 @@ use std::time::Duration;
 const EXIT_CONFIG: u8 = 2;
 const EXIT_FAILURE: u8 = 1;
 
-fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    match cli.command {
-        cli::Command::Node(args) => node(&args),
-        cli::Command::Lookup(args) => client::lookup(&args),
-        cli::Command::Peers(args) => client::peers(&args),
-        cli::Command::Domain(command) => domain::run(&command),
-        cli::Command::Sim(args) => simulations::cli::run_cli(&args),
-    }
-}
-
-fn node(args: &cli::NodeArgs) -> ExitCode {
+/// Runs a node with these arguments until it is stopped (SIGINT, SIGTERM); the exit status
+/// follows the binary's conventions.
+pub fn run_node(args: &cli::NodeArgs) -> ExitCode {
     let config = match config::resolve(args, &config::Environment::from_process()) {
         Ok(config) => config,
         Err(error) => return fail(EXIT_CONFIG, &error),

@@ -1,0 +1,561 @@
+//! The steps of the routing chain, in order: the overlay (for users of served domains),
+//! ENUM (for numbers), RFC 3263 (for other domains), static peering, then 404. Domain
+//! policy sits before RFC 3263 when configured. Each step can be turned off; each notes
+//! what it did in a [`Trace`], which `p2psip route` prints.
+
+use super::e164::{apply_regexp, sip_steps, EnumStep, E164};
+use super::peering::{PeerRoute, PeeringTable};
+use super::rfc3263::{LocateError, Located, Locator};
+use super::Trace;
+use crate::route_cache::ServingPeers;
+use hickory_resolver::proto::rr::{RData, RecordType};
+use overlay::key::Aor;
+use overlay::network::{now_unix, Overlay};
+use overlay::record::RegistrationRecord;
+use overlay::sip_name;
+use sip::message::uri::{Scheme, Uri};
+use sip::server::{Hop, Resolution, RoutePurpose, TargetSet, MAX_TARGET_SETS};
+use sip::transport::Transport;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// ENUM results routed again, at most, before the chain calls it a loop.
+const MAX_REWRITES: usize = 4;
+/// Non-terminal NAPTRs followed for one number, at most.
+const MAX_NAPTR_HOPS: usize = 4;
+/// How long "nothing found" is remembered: briefly, so a user who registers, or a record
+/// that is fixed, is found soon.
+pub const NOT_FOUND_TTL: Duration = Duration::from_secs(5);
+/// The longest an overlay route is remembered (less when the record expires sooner).
+pub const OVERLAY_ROUTE_TTL: Duration = Duration::from_secs(30);
+/// The longest a DNS answer is remembered, whatever its TTL.
+pub const MAX_DNS_TTL: Duration = Duration::from_secs(3600);
+
+/// Which steps run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Steps {
+    pub overlay: bool,
+    pub enum_lookup: bool,
+    pub dns: bool,
+    pub peering: bool,
+}
+
+impl Default for Steps {
+    fn default() -> Self {
+        Steps {
+            overlay: true,
+            enum_lookup: true,
+            dns: true,
+            peering: true,
+        }
+    }
+}
+
+/// What the chain is built from.
+#[derive(Clone, Default)]
+pub struct ChainConfig {
+    pub steps: Steps,
+    /// ENUM suffixes, tried in order (a private tree before `e164.arpa`).
+    pub enum_suffixes: Vec<String>,
+    pub peering: PeeringTable,
+}
+
+/// A route request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    pub uri: String,
+    pub aor: Option<String>,
+    pub purpose: RoutePurpose,
+}
+
+impl Query {
+    /// The route cache's key: the purpose changes which steps apply.
+    pub fn cache_key(&self) -> String {
+        let target = match (&self.purpose, &self.aor) {
+            (RoutePurpose::ServedUser, Some(aor)) => aor.as_str(),
+            _ => self.uri.as_str(),
+        };
+        format!("{:?} {target}", self.purpose)
+    }
+}
+
+/// The chain's answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub resolution: Resolution,
+    /// Until when the answer may be reused; None: not at all (a step failed).
+    pub cache_until: Option<Instant>,
+    /// The overlay nodes the answer names, with their addresses (for dialling).
+    pub serving: ServingPeers,
+}
+
+impl Answer {
+    fn failed(status: u16, reason: impl Into<String>, cacheable: bool) -> Answer {
+        Answer {
+            resolution: Resolution::failed(status, reason),
+            cache_until: cacheable.then(|| Instant::now() + NOT_FOUND_TTL),
+            serving: Vec::new(),
+        }
+    }
+
+    fn found(sets: Vec<TargetSet>, until: Instant) -> Answer {
+        Answer {
+            resolution: Resolution::Found(sets),
+            cache_until: Some(until.min(Instant::now() + MAX_DNS_TTL)),
+            serving: Vec::new(),
+        }
+    }
+}
+
+/// What a step that found nothing leaves for the 404 or 480 at the end.
+#[derive(Default)]
+struct Misses {
+    /// A step failed (DNS down, overlay unreachable): the answer is 480, not 404, and not
+    /// cached.
+    temporary: Option<String>,
+    /// The last step's reason for finding nothing, for the 404's reason phrase.
+    reason: Option<String>,
+}
+
+impl Misses {
+    fn finish(self, default_reason: String) -> Answer {
+        match self.temporary {
+            Some(reason) => {
+                Answer::failed(480, format!("Temporarily Unavailable ({reason})"), false)
+            }
+            None => Answer::failed(
+                404,
+                format!("Not Found ({})", self.reason.unwrap_or(default_reason)),
+                true,
+            ),
+        }
+    }
+}
+
+/// The routing chain. Cheap to clone: every resolution task holds one.
+#[derive(Clone)]
+pub struct Chain {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ChainConfig,
+    locator: Option<Locator>,
+    overlay: Option<Overlay>,
+}
+
+impl Chain {
+    /// `locator` is None when DNS is not available (no resolver could be set up): ENUM and
+    /// RFC 3263 then find nothing.
+    pub fn new(config: ChainConfig, locator: Option<Locator>, overlay: Option<Overlay>) -> Chain {
+        Chain {
+            inner: Arc::new(Inner {
+                config,
+                locator,
+                overlay,
+            }),
+        }
+    }
+
+    fn steps(&self) -> &Steps {
+        &self.inner.config.steps
+    }
+
+    /// Runs the chain for one request.
+    pub async fn resolve(&self, query: &Query, trace: &mut Trace) -> Answer {
+        let Ok(uri) = Uri::parse(&query.uri) else {
+            trace.note(|| format!("{}: not a URI", query.uri));
+            return Answer::failed(400, "Bad Request (bad Request-URI)", false);
+        };
+        match query.purpose {
+            RoutePurpose::ServedUser => self.served_user(&uri, query.aor.as_deref(), trace).await,
+            RoutePurpose::Foreign => self.foreign(&uri, 0, trace).await,
+            RoutePurpose::NextHop => self.next_hop(&uri, trace).await,
+        }
+    }
+
+    async fn served_user(&self, uri: &Uri<'_>, aor: Option<&str>, trace: &mut Trace) -> Answer {
+        let mut misses = Misses::default();
+        match (&self.inner.overlay, aor) {
+            (Some(overlay), Some(aor)) if self.steps().overlay => {
+                match overlay_lookup(overlay, aor, trace).await {
+                    OverlayResult::Found(answer) => return answer,
+                    OverlayResult::NotFound => {}
+                    OverlayResult::Failed(reason) => misses.temporary = Some(reason),
+                }
+            }
+            _ => trace.note(|| "overlay: not consulted (off)".to_owned()),
+        }
+        match E164::of_uri(uri) {
+            Some(number) => self.number(&number, 0, misses, trace).await,
+            None => misses.finish("no such user".to_owned()),
+        }
+    }
+
+    /// A Request-URI outside the served domains: a number through ENUM and the peering
+    /// table, a domain through RFC 3263 and the peering table.
+    async fn foreign(&self, uri: &Uri<'_>, rewrites: usize, trace: &mut Trace) -> Answer {
+        if uri.scheme == Scheme::Tel {
+            return match E164::of_uri(uri) {
+                Some(number) => {
+                    self.number(&number, rewrites, Misses::default(), trace)
+                        .await
+                }
+                None => {
+                    trace.note(|| format!("{}: not a global number", uri.raw));
+                    Answer::failed(404, "Not Found (not a global number)", true)
+                }
+            };
+        }
+        let domain = uri.host_lower().into_owned();
+        let mut misses = Misses::default();
+        if self.steps().dns {
+            match self.locate(uri, trace).await {
+                Ok(located) if !located.sets.is_empty() => {
+                    return Answer::found(located.sets, located.valid_until)
+                }
+                Ok(_) => {}
+                Err(error) if error.is_temporary() => misses.temporary = Some(error.to_string()),
+                Err(error) => misses.reason = Some(error.to_string()),
+            }
+        } else {
+            trace.note(|| "RFC 3263: off".to_owned());
+        }
+        if self.steps().peering {
+            if let Some(route) = self.inner.config.peering.for_domain(&domain) {
+                return self.gateways(route, None, trace).await;
+            }
+            trace.note(|| format!("peering: no route for {domain}"));
+        }
+        misses.finish(format!("no route to {domain}"))
+    }
+
+    /// A number: ENUM under each suffix, then the peering table's longest prefix.
+    async fn number(
+        &self,
+        number: &E164,
+        rewrites: usize,
+        mut misses: Misses,
+        trace: &mut Trace,
+    ) -> Answer {
+        if rewrites >= MAX_REWRITES {
+            trace.note(|| format!("ENUM: {number:?} after {rewrites} rewrites: a loop"));
+            return Answer::failed(482, "Loop Detected (ENUM rewrites)", false);
+        }
+        if self.steps().enum_lookup {
+            for suffix in &self.inner.config.enum_suffixes {
+                match self.enum_lookup(number, suffix, trace).await {
+                    Ok(Some((target, until))) => {
+                        let Ok(rewritten) = Uri::parse(&target) else {
+                            continue;
+                        };
+                        let answer = Box::pin(self.foreign(&rewritten, rewrites + 1, trace)).await;
+                        return with_request_uri(answer, &target, until);
+                    }
+                    Ok(None) => {}
+                    Err(EnumFailure::Temporary(reason)) => misses.temporary = Some(reason),
+                    Err(EnumFailure::Broken(reason)) => misses.reason = Some(reason),
+                }
+            }
+        } else {
+            trace.note(|| "ENUM: off".to_owned());
+        }
+        if self.steps().peering {
+            if let Some(route) = self.inner.config.peering.for_number(number) {
+                return self.gateways(route, Some(number), trace).await;
+            }
+            trace.note(|| format!("peering: no prefix route for {}", number.as_str()));
+        }
+        misses.finish(format!("no route for {}", number.as_str()))
+    }
+
+    /// The first usable ENUM result for `number` under `suffix`: the URI and until when it
+    /// holds; None when the tree has no SIP record for it.
+    async fn enum_lookup(
+        &self,
+        number: &E164,
+        suffix: &str,
+        trace: &mut Trace,
+    ) -> Result<Option<(String, Instant)>, EnumFailure> {
+        let Some(locator) = &self.inner.locator else {
+            return Err(EnumFailure::Temporary("no DNS resolver".to_owned()));
+        };
+        let mut name = number.domain(suffix);
+        let mut visited: Vec<String> = Vec::new();
+        let mut until = Instant::now() + MAX_DNS_TTL;
+        for _ in 0..MAX_NAPTR_HOPS {
+            visited.push(name.to_ascii_lowercase());
+            let lookup = match locator.dns().lookup(name.as_str(), RecordType::NAPTR).await {
+                Ok(lookup) => lookup,
+                Err(error) if error.is_no_records_found() => {
+                    trace.note(|| format!("ENUM: {name}: no NAPTR"));
+                    return Ok(None);
+                }
+                Err(error) => {
+                    trace.note(|| format!("ENUM: {name}: {error}"));
+                    return Err(EnumFailure::Temporary(format!(
+                        "ENUM lookup failed: {error}"
+                    )));
+                }
+            };
+            until = until.min(lookup.valid_until());
+            let records: Vec<_> = lookup
+                .answers()
+                .iter()
+                .filter_map(|record| match &record.data {
+                    RData::NAPTR(naptr) => Some(naptr.clone()),
+                    _ => None,
+                })
+                .collect();
+            let steps = sip_steps(&records);
+            if steps.is_empty() {
+                trace.note(|| format!("ENUM: {name}: no E2U+sip record"));
+                return Ok(None);
+            }
+            let mut broken = None;
+            let mut next = None;
+            for step in steps {
+                match step {
+                    EnumStep::Rewrite(regexp) => match apply_regexp(&regexp, number) {
+                        Ok(target) => {
+                            trace.note(|| format!("ENUM: {name}: NAPTR {regexp:?} gives {target}"));
+                            return Ok(Some((target, until)));
+                        }
+                        Err(error) => {
+                            tracing::warn!(%name, %error, "unusable ENUM record");
+                            trace.note(|| format!("ENUM: {name}: {error}"));
+                            broken = Some(format!("ENUM: {error}"));
+                        }
+                    },
+                    EnumStep::Continue(replacement) => {
+                        next = Some(replacement);
+                        break;
+                    }
+                }
+            }
+            match next {
+                Some(replacement) => {
+                    if visited.contains(&replacement.to_ascii_lowercase()) {
+                        tracing::warn!(%name, %replacement, "ENUM NAPTR loop");
+                        trace.note(|| {
+                            format!(
+                                "ENUM: {name}: non-terminal NAPTR back to {replacement}: a loop"
+                            )
+                        });
+                        return Err(EnumFailure::Broken("ENUM NAPTR loop".to_owned()));
+                    }
+                    trace.note(|| format!("ENUM: {name}: non-terminal NAPTR to {replacement}"));
+                    name = replacement;
+                }
+                None => {
+                    return Err(EnumFailure::Broken(
+                        broken.unwrap_or_else(|| "no usable ENUM record".to_owned()),
+                    ))
+                }
+            }
+        }
+        tracing::warn!(%name, "ENUM: too many non-terminal NAPTRs");
+        trace.note(|| format!("ENUM: more than {MAX_NAPTR_HOPS} non-terminal NAPTRs"));
+        Err(EnumFailure::Broken("ENUM NAPTR loop".to_owned()))
+    }
+
+    /// RFC 3263 alone, for a next hop whose Request-URI stays.
+    async fn next_hop(&self, uri: &Uri<'_>, trace: &mut Trace) -> Answer {
+        if !self.steps().dns {
+            trace.note(|| "RFC 3263: off".to_owned());
+            return Answer::failed(404, "Not Found (DNS routing is off)", true);
+        }
+        match self.locate(uri, trace).await {
+            Ok(located) if !located.sets.is_empty() => {
+                Answer::found(located.sets, located.valid_until)
+            }
+            Ok(_) => Answer::failed(404, "Not Found (no address for next hop)", true),
+            Err(error) if error.is_temporary() => {
+                Answer::failed(480, format!("Temporarily Unavailable ({error})"), false)
+            }
+            Err(error) => Answer::failed(404, format!("Not Found ({error})"), true),
+        }
+    }
+
+    async fn locate(&self, uri: &Uri<'_>, trace: &mut Trace) -> Result<Located, LocateError> {
+        let Some(locator) = &self.inner.locator else {
+            return Err(LocateError::Failed {
+                name: uri.host.to_owned(),
+                reason: "no DNS resolver".to_owned(),
+            });
+        };
+        locator.locate(uri, trace).await
+    }
+
+    /// A peering route's gateways, each a set of its own in the configured order. A number
+    /// goes to a gateway as `sip:<number>@<gateway>;user=phone`.
+    async fn gateways(
+        &self,
+        route: &PeerRoute,
+        number: Option<&E164>,
+        trace: &mut Trace,
+    ) -> Answer {
+        trace.note(|| format!("peering: route {:?}", route.name));
+        let mut sets = Vec::new();
+        let mut until = Instant::now() + MAX_DNS_TTL;
+        for gateway in &route.gateways {
+            if sets.len() >= MAX_TARGET_SETS {
+                break;
+            }
+            let request_uri = number.map(|n| {
+                let host = if gateway.host.contains(':') {
+                    format!("[{}]", gateway.host)
+                } else {
+                    gateway.host.clone()
+                };
+                let scheme = if gateway.transport == Transport::Tls {
+                    "sips"
+                } else {
+                    "sip"
+                };
+                format!("{scheme}:{}@{host};user=phone", n.as_str())
+            });
+            let addrs: Vec<IpAddr> = match gateway.host.parse::<IpAddr>() {
+                Ok(ip) => vec![ip],
+                Err(_) => {
+                    let Some(locator) = &self.inner.locator else {
+                        continue;
+                    };
+                    match locator.dns().lookup_ip(gateway.host.as_str()).await {
+                        Ok(lookup) => {
+                            until = until.min(lookup.valid_until());
+                            lookup.iter().collect()
+                        }
+                        Err(error) => {
+                            trace.note(|| format!("peering: gateway {}: {error}", gateway.host));
+                            continue;
+                        }
+                    }
+                }
+            };
+            for ip in addrs {
+                trace.note(|| {
+                    format!(
+                        "peering: gateway {:?} {ip} port {}",
+                        gateway.transport, gateway.port
+                    )
+                });
+                sets.push(TargetSet {
+                    hops: vec![Hop::Address {
+                        transport: gateway.transport,
+                        addr: SocketAddr::new(ip, gateway.port),
+                        tls_name: (gateway.transport == Transport::Tls)
+                            .then(|| gateway.host.clone()),
+                    }],
+                    request_uri: request_uri.clone(),
+                    leaves_overlay: true,
+                });
+            }
+        }
+        if sets.is_empty() {
+            return Answer::failed(
+                480,
+                format!(
+                    "Temporarily Unavailable (no gateway of {} resolved)",
+                    route.name
+                ),
+                false,
+            );
+        }
+        Answer::found(sets, until)
+    }
+}
+
+/// Why ENUM gave nothing usable.
+enum EnumFailure {
+    /// DNS did not answer: try again later.
+    Temporary(String),
+    /// The records are broken (bad regexp, loop): a configuration fault at the zone.
+    Broken(String),
+}
+
+/// An ENUM result's answer: every set carries the rewritten Request-URI (unless a later
+/// step set its own), and it holds no longer than the NAPTR.
+fn with_request_uri(mut answer: Answer, target: &str, until: Instant) -> Answer {
+    if let Resolution::Found(sets) = &mut answer.resolution {
+        for set in sets.iter_mut() {
+            if set.request_uri.is_none() {
+                set.request_uri = Some(target.to_owned());
+            }
+        }
+    }
+    answer.cache_until = answer.cache_until.map(|at| at.min(until));
+    answer
+}
+
+enum OverlayResult {
+    Found(Answer),
+    NotFound,
+    Failed(String),
+}
+
+/// The distinct nodes serving live bindings of `record`, best binding first, and how long
+/// the longest of those bindings stays live; None when no binding is live.
+pub(crate) fn serving_peers(
+    record: &RegistrationRecord,
+    now_unix: u64,
+) -> Option<(ServingPeers, Duration)> {
+    let mut serving: ServingPeers = Vec::new();
+    let mut latest_expiry = now_unix;
+    for live in record.live_bindings(now_unix) {
+        latest_expiry = latest_expiry.max(live.binding.expires_at);
+        if !serving.iter().any(|(peer, _)| *peer == live.serving_peer) {
+            serving.push((live.serving_peer, live.serving_addrs.to_vec()));
+        }
+    }
+    (!serving.is_empty()).then(|| (serving, Duration::from_secs(latest_expiry - now_unix)))
+}
+
+/// The overlay step: the nodes serving live bindings of `aor`.
+async fn overlay_lookup(overlay: &Overlay, aor: &str, trace: &mut Trace) -> OverlayResult {
+    let key = match Aor::parse(aor) {
+        Ok(key) => key,
+        Err(error) => {
+            trace.note(|| format!("overlay: {aor}: {error}"));
+            return OverlayResult::NotFound;
+        }
+    };
+    match overlay.lookup(key).await {
+        Ok(Some(record)) => {
+            let Some((serving, live_for)) = serving_peers(&record, now_unix()) else {
+                trace.note(|| format!("overlay: {aor}: registered, no live binding"));
+                return OverlayResult::NotFound;
+            };
+            trace.note(|| {
+                let peers: Vec<String> = serving.iter().map(|(peer, _)| peer.to_string()).collect();
+                format!("overlay: {aor}: served by {}", peers.join(", "))
+            });
+            let valid_for = live_for.min(OVERLAY_ROUTE_TTL);
+            let hops = serving
+                .iter()
+                .map(|(peer, _)| Hop::Overlay {
+                    host: sip_name::host_name(peer),
+                })
+                .collect();
+            OverlayResult::Found(Answer {
+                resolution: Resolution::Found(vec![TargetSet {
+                    hops,
+                    request_uri: None,
+                    leaves_overlay: false,
+                }]),
+                cache_until: Some(Instant::now() + valid_for),
+                serving,
+            })
+        }
+        Ok(None) => {
+            trace.note(|| format!("overlay: {aor}: no record"));
+            OverlayResult::NotFound
+        }
+        Err(error) => {
+            tracing::debug!(%error, "overlay lookup failed");
+            trace.note(|| format!("overlay: {aor}: {error}"));
+            OverlayResult::Failed("overlay lookup failed".to_owned())
+        }
+    }
+}
