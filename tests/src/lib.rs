@@ -10,11 +10,13 @@
 //!   error log, final screen and statistics.
 //! * [`UdpClient`], [`Request`] and [`Response`] send hand-written SIP over UDP, and
 //!   [`TcpClient`] over TCP.
+//! * [`name_server::NameServer`] serves DNS zones (ENUM, NAPTR, SRV, A, TXT) in-process.
 //!
 //! Every wait in this crate is bounded in time and every loop in count.
 
 pub mod authority;
 mod mesh;
+pub mod name_server;
 mod node;
 mod ports;
 mod raw_udp;

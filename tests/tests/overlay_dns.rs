@@ -8,26 +8,18 @@
 //! answers real DNS queries from the nodes' resolver. Loopback only, mDNS off.
 
 use anyhow::{ensure, Context, Result};
-use hickory_server::net::runtime::TokioRuntimeProvider;
-use hickory_server::proto::rr::rdata::{SOA, TXT};
-use hickory_server::proto::rr::{LowerName, Name, RData, Record};
-use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
-use hickory_server::Server;
 use p2psip_tests::authority::{
     self, expect_only_entry, lookup_fresh, register_delegated_then_rogue, wait_for_log,
     DelegatedNode,
 };
+use p2psip_tests::name_server::{NameServer, Zone};
 use p2psip_tests::{require_flags, test_dir, Mesh, MeshNode, MeshNodeConfig, DOMAIN};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Bound on a `p2psip domain` or `p2psip lookup` run.
 const COMMAND_LIMIT: Duration = Duration::from_secs(30);
-/// Bound on starting and stopping the name server.
-const DNS_SERVER_LIMIT: Duration = Duration::from_secs(5);
 
 const ALICE: &str = "alice@example.com";
 const ORIGINAL_CONTACT: &str = "sip:alice@127.0.0.1:15071";
@@ -39,81 +31,6 @@ fn require_dns_cli() -> Result<()> {
         &["--p2p-listen", "--no-mdns", "--delegation", "--dns-server"],
     )?;
     Ok(())
-}
-
-/// A DNS name server for one zone, `example.com`, on 127.0.0.1: its SOA and one TXT
-/// record at `_p2psip.example.com`. Stopped when dropped.
-struct NameServer {
-    addr: SocketAddr,
-    runtime: Option<tokio::runtime::Runtime>,
-    server: Option<Server<Catalog>>,
-}
-
-impl NameServer {
-    fn start(txt: &str) -> Result<NameServer> {
-        let origin = Name::from_ascii(format!("{DOMAIN}."))?;
-        let owner = Name::from_ascii(format!("_p2psip.{DOMAIN}."))?;
-        let mut zone = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
-            origin.clone(),
-            ZoneType::Primary,
-            AxfrPolicy::Deny,
-        );
-        let soa = SOA::new(
-            Name::from_ascii(format!("ns.{DOMAIN}."))?,
-            Name::from_ascii(format!("hostmaster.{DOMAIN}."))?,
-            1,
-            3600,
-            600,
-            86_400,
-            60,
-        );
-        ensure!(
-            zone.upsert_mut(Record::from_rdata(origin.clone(), 3600, RData::SOA(soa)), 1),
-            "the SOA record was not added to the zone"
-        );
-        ensure!(
-            zone.upsert_mut(
-                Record::from_rdata(owner, 60, RData::TXT(TXT::new(vec![txt.to_string()]))),
-                1
-            ),
-            "the TXT record was not added to the zone"
-        );
-        let mut catalog = Catalog::new();
-        catalog.upsert(LowerName::new(&origin), vec![Arc::new(zone)]);
-
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()?;
-        let (server, addr) = runtime.block_on(async {
-            let socket = tokio::time::timeout(
-                DNS_SERVER_LIMIT,
-                tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)),
-            )
-            .await
-            .context("binding the name server's socket took too long")??;
-            let addr = socket.local_addr()?;
-            let mut server = Server::new(catalog);
-            server.register_socket(socket);
-            anyhow::Ok((server, addr))
-        })?;
-        Ok(NameServer {
-            addr,
-            runtime: Some(runtime),
-            server: Some(server),
-        })
-    }
-}
-
-impl Drop for NameServer {
-    fn drop(&mut self) {
-        if let (Some(runtime), Some(mut server)) = (self.runtime.take(), self.server.take()) {
-            runtime.block_on(async {
-                let _ = tokio::time::timeout(DNS_SERVER_LIMIT, server.shutdown_gracefully()).await;
-            });
-            runtime.shutdown_timeout(Duration::from_millis(200));
-        }
-    }
 }
 
 /// `p2psip domain init example.com`: the trust-anchor line and the TXT record text it
@@ -163,10 +80,12 @@ fn an_authority_key_found_in_dns_is_enforced() -> Result<()> {
         .strip_prefix(&format!("{DOMAIN}="))
         .with_context(|| format!("trust anchor {anchor:?} is not for {DOMAIN}"))?
         .to_string();
-    let name_server = NameServer::start(&txt)?;
+    let name_server = NameServer::start(vec![
+        Zone::new(DOMAIN)?.txt(&format!("_p2psip.{DOMAIN}"), &txt)?
+    ])?;
     eprintln!(
         "name server on {} serving _p2psip.{DOMAIN} TXT {txt:?}",
-        name_server.addr
+        name_server.addr()
     );
 
     // Node 1's key is made before it starts, so that its delegation can be issued.
@@ -175,7 +94,7 @@ fn an_authority_key_found_in_dns_is_enforced() -> Result<()> {
     let configs = (0..3)
         .map(|i| {
             let config = MeshNodeConfig {
-                extra_args: vec!["--dns-server".to_string(), name_server.addr.to_string()],
+                extra_args: vec!["--dns-server".to_string(), name_server.addr().to_string()],
                 ..MeshNodeConfig::default()
             };
             if i == 1 {

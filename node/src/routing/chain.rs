@@ -67,6 +67,8 @@ pub struct Query {
     pub uri: String,
     pub aor: Option<String>,
     pub purpose: RoutePurpose,
+    /// The source may be routed outside the overlay; without, only the overlay step runs.
+    pub external: bool,
 }
 
 impl Query {
@@ -76,7 +78,7 @@ impl Query {
             (RoutePurpose::ServedUser, Some(aor)) => aor.as_str(),
             _ => self.uri.as_str(),
         };
-        format!("{:?} {target}", self.purpose)
+        format!("{:?} {} {target}", self.purpose, self.external)
     }
 }
 
@@ -169,13 +171,22 @@ impl Chain {
             return Answer::failed(400, "Bad Request (bad Request-URI)", false);
         };
         match query.purpose {
-            RoutePurpose::ServedUser => self.served_user(&uri, query.aor.as_deref(), trace).await,
+            RoutePurpose::ServedUser => {
+                self.served_user(&uri, query.aor.as_deref(), query.external, trace)
+                    .await
+            }
             RoutePurpose::Foreign => self.foreign(&uri, 0, trace).await,
             RoutePurpose::NextHop => self.next_hop(&uri, trace).await,
         }
     }
 
-    async fn served_user(&self, uri: &Uri<'_>, aor: Option<&str>, trace: &mut Trace) -> Answer {
+    async fn served_user(
+        &self,
+        uri: &Uri<'_>,
+        aor: Option<&str>,
+        external: bool,
+        trace: &mut Trace,
+    ) -> Answer {
         let mut misses = Misses::default();
         match (&self.inner.overlay, aor) {
             (Some(overlay), Some(aor)) if self.steps().overlay => {
@@ -188,7 +199,11 @@ impl Chain {
             _ => trace.note(|| "overlay: not consulted (off)".to_owned()),
         }
         match E164::of_uri(uri) {
-            Some(number) => self.number(&number, 0, misses, trace).await,
+            Some(number) if external => self.number(&number, 0, misses, trace).await,
+            Some(_) => {
+                trace.note(|| "ENUM, peering: not for this source (not authenticated)".to_owned());
+                misses.finish("no such user".to_owned())
+            }
             None => misses.finish("no such user".to_owned()),
         }
     }
@@ -325,7 +340,7 @@ impl Chain {
                         Err(error) => {
                             tracing::warn!(%name, %error, "unusable ENUM record");
                             trace.note(|| format!("ENUM: {name}: {error}"));
-                            broken = Some(format!("ENUM: {error}"));
+                            broken = Some(error.short().to_owned());
                         }
                     },
                     EnumStep::Continue(replacement) => {

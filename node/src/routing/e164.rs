@@ -75,6 +75,17 @@ pub enum EnumError {
     NotSip(String),
 }
 
+impl EnumError {
+    /// A few words for a reason phrase (the details go to the log).
+    pub fn short(&self) -> &'static str {
+        match self {
+            EnumError::BadRegexp { .. } => "ENUM: bad NAPTR regexp",
+            EnumError::NoMatch { .. } => "ENUM: NAPTR regexp does not match",
+            EnumError::NotSip(_) => "ENUM: result is not a SIP URI",
+        }
+    }
+}
+
 /// What one ENUM NAPTR record says to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnumStep {

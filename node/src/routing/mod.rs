@@ -109,8 +109,14 @@ impl RoutingChain {
             uri,
             aor,
             purpose,
+            external,
         } = event;
-        let query = Query { uri, aor, purpose };
+        let query = Query {
+            uri,
+            aor,
+            purpose,
+            external,
+        };
         let key = query.cache_key();
         if let Some(CachedRoute {
             resolution,

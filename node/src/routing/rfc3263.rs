@@ -336,6 +336,7 @@ fn srv_service(host: &str, transport: Transport, secure: bool) -> Service {
 }
 
 fn failure(name: &str, error: &NetError) -> LocateError {
+    tracing::warn!(%name, %error, "DNS lookup failed");
     LocateError::Failed {
         name: name.to_owned(),
         reason: error.to_string(),

@@ -50,12 +50,16 @@ pub enum RoutePurpose {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerEvent {
     /// Resolve `uri` and answer with [`SipServer::resolve_route`]. `aor` is the canonical
-    /// address-of-record for [`RoutePurpose::ServedUser`] (the overlay key).
+    /// address-of-record for [`RoutePurpose::ServedUser`] (the overlay key). `external`:
+    /// the source may be routed outside the served domains and the overlay (an
+    /// authenticated local user, a trusted source); when false, steps that lead elsewhere
+    /// (ENUM, DNS, peering) need not run, since their answer would be refused.
     Resolve {
         id: ResolveId,
         uri: String,
         aor: Option<String>,
         purpose: RoutePurpose,
+        external: bool,
     },
 }
 
@@ -195,6 +199,7 @@ impl SipServer {
                 self.send_trying(now, tx, msg);
             }
         }
+        let external = self.may_route_elsewhere(from, &query.policy, query.authorized);
         self.routes.next_id += 1;
         let id = self.routes.next_id;
         let deadline = now + self.config.lookup_timeout;
@@ -221,6 +226,7 @@ impl SipServer {
             uri: query.uri,
             aor: query.aor,
             purpose: query.purpose,
+            external,
         });
     }
 
@@ -243,6 +249,16 @@ impl SipServer {
             Resolution::Found(sets) => sets,
             Resolution::Failed { status, reason } => {
                 debug!(status, %reason, "no route");
+                // A reason phrase is one line of text (RFC 3261 25.1).
+                let reason: String = reason
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect();
+                let status = if (300..700).contains(&status) {
+                    status
+                } else {
+                    500
+                };
                 if let Some(tx) = pending.server_tx {
                     if status == 404 && pending.known_user {
                         // A user of this node that is registered nowhere: offline.
@@ -258,8 +274,8 @@ impl SipServer {
         let mut policy = pending.policy.clone();
         // A source that authenticated as a local user on the way in may go anywhere; its
         // credentials are not checked twice (their nonce count is spent).
-        let mut may_leave = pending.authorized == Destination::Elsewhere
-            || pending.policy.consumed_credentials.is_some();
+        let mut may_leave =
+            self.may_route_elsewhere(pending.from, &pending.policy, pending.authorized);
         let mut refusal = None;
         let mut series: VecDeque<Vec<Target>> = VecDeque::new();
         for set in sets.into_iter().take(MAX_TARGET_SETS) {
@@ -303,6 +319,20 @@ impl SipServer {
             }
         }
         self.drain_transaction_events(now);
+    }
+
+    /// True when a request from `from`, authorised for `authorized` with `policy`, may go
+    /// outside the served domains and the overlay: it was authorised for that already, its
+    /// source authenticated as a local user, or the source is trusted.
+    pub(super) fn may_route_elsewhere(
+        &self,
+        from: Peer,
+        policy: &ForwardPolicy,
+        authorized: Destination,
+    ) -> bool {
+        authorized == Destination::Elsewhere
+            || policy.consumed_credentials.is_some()
+            || self.is_trusted_source(from)
     }
 
     /// The branch target for one resolved hop, or None when the hop is this node itself or

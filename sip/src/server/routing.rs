@@ -324,8 +324,12 @@ impl SipServer {
             .user_unescaped()
             .is_some_and(|user| self.credentials.contains(&user, &request_uri.host_lower()));
         // A request that came over the overlay was routed here by a lookup: asking the
-        // overlay again could bounce it between nodes holding stale records.
-        if self.config.resolves_routes && from.transport != Transport::Overlay {
+        // overlay again could bounce it between nodes holding stale records. Without an
+        // overlay, only a source that may be routed elsewhere (ENUM, peering) is worth
+        // asking for; anyone else is answered at once.
+        let worth_resolving = self.identity.overlay_host().is_some()
+            || self.may_route_elsewhere(from, &policy, Destination::ServedUser);
+        if self.config.resolves_routes && from.transport != Transport::Overlay && worth_resolving {
             return RouteDecision::Resolve(RouteQuery {
                 uri: request_uri.raw.to_owned(),
                 aor: Some(aor),

@@ -6,8 +6,12 @@ use super::*;
 const PROVIDER_1: &str = "192.0.2.10:5060";
 const PROVIDER_2: &str = "192.0.2.11:5060";
 
+/// A node on an overlay whose routing chain the test plays.
 fn resolving(open: bool, users: Vec<Credential>) -> Harness {
-    Harness::with_config(open, users, |config| config.resolves_routes = true)
+    Harness::with_config(open, users, |config| {
+        config.resolves_routes = true;
+        config.overlay_host = Some("a.p2p.invalid".into());
+    })
 }
 
 fn call_to(uri: &str, branch: &str) -> String {
@@ -235,6 +239,24 @@ fn a_chain_that_finds_nothing_answers_with_its_reason() {
         first_line(&out[0].1),
         "SIP/2.0 404 Not Found (no ENUM record)"
     );
+}
+
+#[test]
+fn without_an_overlay_a_stranger_is_answered_at_once() {
+    let mut h = Harness::with_config(true, Vec::new(), |config| config.resolves_routes = true);
+    let out = h.feed(ALICE, &invite("+4312345", "st1"));
+    assert_eq!(status_of(&out[0].1), 404, "{out:?}");
+    assert!(
+        h.server.poll_event().is_none(),
+        "nothing the chain could answer"
+    );
+    // A trusted source may reach a number through ENUM or peering: the chain is asked.
+    h.server.config.trusted_sources = vec!["127.0.0.0/8".parse().unwrap()];
+    h.feed(ALICE, &invite("+4312345", "st2"));
+    match h.server.poll_event() {
+        Some(ServerEvent::Resolve { external, .. }) => assert!(external),
+        other => panic!("expected a resolution, got {other:?}"),
+    }
 }
 
 #[test]
