@@ -20,6 +20,7 @@ pub mod name_server;
 mod node;
 mod ports;
 mod raw_udp;
+pub mod requests;
 mod sipp;
 mod stream;
 mod users;

@@ -4,14 +4,15 @@
 //! addresses (127.0.0.2 and up), which Linux routes to the loopback interface.
 
 use anyhow::{ensure, Context, Result};
-use p2psip_tests::{test_dir, Node, NodeConfig, Request, Response, TestUsers, UdpClient, DOMAIN};
-use sip::auth::{authorization_value, first_supported_challenge, DigestChallenge};
+use p2psip_tests::requests::{
+    challenge, ensure_silent, header_value, invite, message, next_request,
+};
+use p2psip_tests::{test_dir, Node, NodeConfig, Request, TestUsers, UdpClient, DOMAIN};
+use sip::auth::authorization_value;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 const REPLY_LIMIT: Duration = Duration::from_secs(5);
-/// How long a socket listens to show that nothing was sent to it.
-const SILENCE: Duration = Duration::from_millis(1500);
 const CNONCE: &str = "5ec0e7c4";
 
 fn host(last: u8) -> Ipv4Addr {
@@ -24,47 +25,12 @@ fn listener(last: u8) -> Result<UdpClient> {
     UdpClient::bind(host(last), SocketAddr::from((host(last), 9)))
 }
 
-/// The first request that arrives at `socket` within `limit`, as text.
-fn next_request(socket: &UdpClient, limit: Duration) -> Result<Option<String>> {
-    let deadline = std::time::Instant::now() + limit;
-    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-        let Some(datagram) = socket.recv(left)? else {
-            return Ok(None);
-        };
-        let text = String::from_utf8_lossy(&datagram).into_owned();
-        if !text.starts_with("SIP/2.0") {
-            return Ok(Some(text));
-        }
-    }
-    Ok(None)
-}
-
-fn ensure_silent(socket: &UdpClient, what: &str) -> Result<()> {
-    if let Some(request) = next_request(socket, SILENCE)? {
-        anyhow::bail!("{what} received a request it must not:\n{request}");
-    }
-    Ok(())
-}
-
 fn users_node(dir: &p2psip_tests::TestDir, count: usize) -> Result<(TestUsers, Node)> {
     let users = TestUsers::generate(count, DOMAIN);
     let users_toml = dir.path().join("users.toml");
     users.write_users_toml(&users_toml)?;
     let node = Node::start(&NodeConfig::with_users(&users_toml))?;
     Ok((users, node))
-}
-
-fn header_value<'t>(text: &'t str, name: &str) -> Option<&'t str> {
-    text.lines().find_map(|line| {
-        let (n, v) = line.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
-}
-
-/// The first challenge the `sip` crate's client supports among `header` values.
-fn challenge<'r>(response: &'r Response, header: &str) -> Result<DigestChallenge<'r>> {
-    first_supported_challenge(response.header_all(header))
-        .with_context(|| format!("no usable {header} in:\n{}", response.raw))
 }
 
 /// A REGISTER of `user` from `client` with its own address as Contact.
@@ -102,19 +68,6 @@ fn register_with_password(client: &UdpClient, user: &str, password: &str) -> Res
         second = second.set("Call-ID", call_id);
     }
     client.expect_response(&second, REPLY_LIMIT)
-}
-
-fn invite(client: &UdpClient, uri: &str, from: &str) -> Request {
-    Request::new("INVITE", uri, client)
-        .set("From", &format!("<{from}>;tag=f1"))
-        .with("Contact", &format!("<sip:caller@{}>", client.local_addr()))
-        .body("application/sdp", b"v=0\r\n")
-}
-
-fn message(client: &UdpClient, uri: &str, from: &str) -> Request {
-    Request::new("MESSAGE", uri, client)
-        .set("From", &format!("<{from}>;tag=m1"))
-        .body("text/plain", b"hello")
 }
 
 /// Point 1: an unauthenticated source cannot make the node send anything to a gateway, by

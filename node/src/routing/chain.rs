@@ -8,6 +8,7 @@ use super::peering::{PeerRoute, PeeringTable};
 use super::rfc3263::{LocateError, Located, Locator};
 use super::Trace;
 use crate::route_cache::ServingPeers;
+use hickory_resolver::net::{DnsError, NetError, NoRecords};
 use hickory_resolver::proto::rr::{RData, RecordType};
 use overlay::key::Aor;
 use overlay::network::{now_unix, Overlay};
@@ -304,6 +305,15 @@ impl Chain {
             let lookup = match locator.dns().lookup(name.as_str(), RecordType::NAPTR).await {
                 Ok(lookup) => lookup,
                 Err(error) if error.is_no_records_found() => {
+                    if alias_led_elsewhere(&error, &name) {
+                        // The resolver followed CNAMEs (as far as it goes) and found no
+                        // NAPTR at the end: a CNAME loop or a dangling alias in the zone.
+                        tracing::warn!(%name, "ENUM: CNAME chain without a NAPTR at its end");
+                        trace.note(|| format!("ENUM: {name}: CNAME chain leads to no NAPTR"));
+                        return Err(EnumFailure::Broken(
+                            "ENUM: CNAME chain leads nowhere".to_owned(),
+                        ));
+                    }
                     trace.note(|| format!("ENUM: {name}: no NAPTR"));
                     return Ok(None);
                 }
@@ -479,6 +489,20 @@ impl Chain {
             );
         }
         Answer::found(sets, until)
+    }
+}
+
+/// True when a "no records" answer is for another name than the one asked: the resolver
+/// followed aliases to it.
+fn alias_led_elsewhere(error: &NetError, asked: &str) -> bool {
+    match error {
+        NetError::Dns(DnsError::NoRecordsFound(NoRecords { query, .. })) => {
+            let answered = query.name().to_ascii();
+            !answered
+                .trim_end_matches('.')
+                .eq_ignore_ascii_case(asked.trim_end_matches('.'))
+        }
+        _ => false,
     }
 }
 
