@@ -14,7 +14,6 @@ use p2psip_tests::authority::{
 };
 use p2psip_tests::name_server::{NameServer, Zone};
 use p2psip_tests::{require_flags, test_dir, Mesh, MeshNode, MeshNodeConfig, DOMAIN};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
