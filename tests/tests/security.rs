@@ -7,7 +7,7 @@ use anyhow::{ensure, Context, Result};
 use p2psip_tests::requests::{
     challenge, ensure_silent, header_value, invite, message, next_request,
 };
-use p2psip_tests::{test_dir, Node, NodeConfig, Request, TestUsers, UdpClient, DOMAIN};
+use p2psip_tests::{test_dir, Node, NodeConfig, Request, Response, TestUsers, UdpClient, DOMAIN};
 use sip::auth::authorization_value;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
