@@ -16,7 +16,7 @@ use p2psip_tests::{
 };
 use sip::auth::authorization_value;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const REPLY_LIMIT: Duration = Duration::from_secs(5);
@@ -71,7 +71,7 @@ fn routing_config(dir: &TestDir, dns: SocketAddr, extra: &str) -> Result<PathBuf
 }
 
 /// A node with `users` and the routing config, challenging with digests SIPp answers.
-fn node_with_users(dir: &TestDir, users: &TestUsers, config: &PathBuf) -> Result<Node> {
+fn node_with_users(dir: &TestDir, users: &TestUsers, config: &Path) -> Result<Node> {
     let users_toml = dir.path().join("users.toml");
     users.write_users_toml(&users_toml)?;
     let mut node_config =
