@@ -28,12 +28,39 @@ pub enum Command {
     Lookup(LookupArgs),
     /// Print the overlay peers a short-lived client learns from the bootstrap nodes.
     Peers(ClientArgs),
+    /// Show how a node with this configuration routes a URI: each step of the routing
+    /// chain (ENUM NAPTR, RFC 3263 NAPTR/SRV/A, peering route), the authorisation a caller
+    /// needs, and the target sets in order, or why there is none. The overlay is not
+    /// consulted. Exit status: 0 when routed, 1 when not, 2 for a usage error.
+    Route(RouteArgs),
+    /// Look an E.164 number up in ENUM as a node with this configuration does, and print
+    /// the NAPTR records used and the URI. Exit status: 0 when found, 1 when not, 2 for a
+    /// usage error.
+    Enum(EnumArgs),
     /// Domain authority: create a domain's key, delegate the domain to a node, show the
     /// key. Exit status: 0 on success, 2 when an argument or input file is wrong (a missing
     /// key, a key that would be overwritten, a bad peer id), 1 when a file cannot be
     /// written.
     #[command(subcommand)]
     Domain(DomainCommand),
+}
+
+/// Arguments of `p2psip route`: the URI, and the node's own options.
+#[derive(Debug, Args)]
+pub struct RouteArgs {
+    /// The Request-URI to route (sip:, sips: or tel:).
+    pub uri: String,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// Arguments of `p2psip enum`: the number, and the node's own options.
+#[derive(Debug, Args)]
+pub struct EnumArgs {
+    /// The number, in E.164 form (+4312345).
+    pub number: String,
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 /// Arguments of `p2psip node`. Every option can also be set in the `--config` file; values

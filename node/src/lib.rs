@@ -15,6 +15,7 @@ mod node_info;
 mod overlay_link;
 mod overload;
 mod route_cache;
+pub mod route_command;
 pub mod routing;
 mod runtime;
 mod startup;

@@ -11,8 +11,8 @@ use anyhow::{ensure, Context, Result};
 use p2psip_tests::name_server::{NameServer, Zone};
 use p2psip_tests::requests::{challenge, ensure_silent, invite, message, next_request};
 use p2psip_tests::{
-    free_port, require_sipp, test_dir, Node, NodeConfig, Request, Sipp, TestDir, TestUsers,
-    Transport, UdpClient, DOMAIN,
+    free_port, require_sipp, run_p2psip, test_dir, Node, NodeConfig, Request, Sipp, TestDir,
+    TestUsers, Transport, UdpClient, DOMAIN,
 };
 use sip::auth::authorization_value;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -407,4 +407,69 @@ fn broken_dns_data_is_a_clear_sip_error() -> Result<()> {
         Ok(())
     })();
     node.context(result)
+}
+
+/// Acceptance 5: `p2psip route` explains each decision with the node's configuration, and
+/// `p2psip enum` shows the ENUM step alone.
+#[test]
+fn route_explains_its_decisions() -> Result<()> {
+    let dir = test_dir("routing-explain-")?;
+    let dns = NameServer::start(vec![
+        enum_zone()?,
+        provider_zone("itsp-a.example", "udp", &[(10, 5070)])?,
+        provider_zone("itsp-b.example", "udp", &[(10, 5071), (20, 5072)])?,
+        // A domain that exists but has no SIP service.
+        Zone::new("nowhere.example")?,
+    ])?;
+    let config = routing_config(&dir, dns.addr(), "")?;
+    let route = |what: &str, uri: &str| -> Result<p2psip_tests::CommandOutcome> {
+        run_p2psip(
+            &[
+                what.to_string(),
+                uri.to_string(),
+                "--config".into(),
+                config.display().to_string(),
+                "--domain".into(),
+                DOMAIN.into(),
+                "--listen".into(),
+                "udp:127.0.0.1:5060".into(),
+                "--no-overlay".into(),
+            ],
+            Duration::from_secs(20),
+        )
+    };
+    let out = route("route", &format!("tel:{NUMBER}"))?;
+    for expected in [
+        "class: outside the served domains",
+        "ENUM: 5.4.3.2.1.3.4.e164.arpa.: NAPTR",
+        "gives sip:12345@itsp-a.example",
+        "RFC 3263: SRV _sip._udp.itsp-a.example.",
+        "1. udp 127.0.0.1:5070 with Request-URI sip:12345@itsp-a.example",
+    ] {
+        ensure!(
+            out.success() && out.stdout.contains(expected),
+            "no {expected:?} in:\n{out:?}"
+        );
+    }
+    let out = route("route", "sip:bob@itsp-b.example")?;
+    ensure!(
+        out.stdout.contains("1. udp 127.0.0.1:5071")
+            && out.stdout.contains("2. udp 127.0.0.1:5072"),
+        "the SRV targets in priority order:\n{out:?}"
+    );
+    let out = route("route", "sip:bob@nowhere.example")?;
+    ensure!(
+        out.exit_code == Some(1) && out.stdout.contains("decision: 404 Not Found"),
+        "an unknown domain:\n{out:?}"
+    );
+    let out = route("route", "sip:127.0.0.1")?;
+    ensure!(out.stdout.contains("this node itself"), "myself:\n{out:?}");
+    let out = route("enum", NUMBER)?;
+    ensure!(
+        out.success() && out.stdout.contains("result: sip:12345@itsp-a.example"),
+        "{out:?}"
+    );
+    let out = route("enum", "12345")?;
+    ensure!(out.exit_code == Some(2), "not a number:\n{out:?}");
+    Ok(())
 }

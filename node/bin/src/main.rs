@@ -8,7 +8,7 @@
 //! on success, 2 when an argument or input file is wrong, 1 when a file cannot be written.
 
 use clap::{Parser, Subcommand};
-use node::{cli, client, domain};
+use node::{cli, client, domain, route_command};
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
@@ -38,6 +38,8 @@ fn main() -> ExitCode {
         Command::Node(cli::Command::Lookup(args)) => client::lookup(&args),
         Command::Node(cli::Command::Peers(args)) => client::peers(&args),
         Command::Node(cli::Command::Domain(command)) => domain::run(&command),
+        Command::Node(cli::Command::Route(args)) => route_command::route(&args),
+        Command::Node(cli::Command::Enum(args)) => route_command::enum_lookup(&args),
         Command::Sim(args) => simulations::cli::run_cli(&args),
     }
 }

@@ -231,9 +231,15 @@ impl Chain {
                 Ok(located) if !located.sets.is_empty() => {
                     return Answer::found(located.sets, located.valid_until)
                 }
-                Ok(_) => {}
-                Err(error) if error.is_temporary() => misses.temporary = Some(error.to_string()),
-                Err(error) => misses.reason = Some(error.to_string()),
+                Ok(_) => trace.note(|| format!("RFC 3263: no server for {domain}")),
+                Err(error) => {
+                    trace.note(|| format!("RFC 3263: {error}"));
+                    if error.is_temporary() {
+                        misses.temporary = Some(error.to_string());
+                    } else {
+                        misses.reason = Some(error.to_string());
+                    }
+                }
             }
         } else {
             trace.note(|| "RFC 3263: off".to_owned());
@@ -284,6 +290,20 @@ impl Chain {
             trace.note(|| format!("peering: no prefix route for {}", number.as_str()));
         }
         misses.finish(format!("no route for {}", number.as_str()))
+    }
+
+    /// ENUM alone, under each suffix in turn: the first usable URI for `number`.
+    pub async fn enum_only(&self, number: &E164, trace: &mut Trace) -> Option<String> {
+        for suffix in &self.inner.config.enum_suffixes {
+            match self.enum_lookup(number, suffix, trace).await {
+                Ok(Some((uri, _))) => return Some(uri),
+                Ok(None) => {}
+                Err(EnumFailure::Temporary(reason) | EnumFailure::Broken(reason)) => {
+                    trace.note(|| format!("ENUM under {suffix}: {reason}"));
+                }
+            }
+        }
+        None
     }
 
     /// The first usable ENUM result for `number` under `suffix`: the URI and until when it
