@@ -178,7 +178,7 @@ mod tests {
 
     fn table(max_connections: usize) -> (Connections, mpsc::Receiver<stream::StreamEvent>) {
         let (events, events_rx) = mpsc::channel(16);
-        let connector = tokio_rustls::TlsConnector::from(crate::tls::client_config().unwrap());
+        let connector = Arc::new(crate::tls_client::TlsClients::new(&[], &[]).unwrap());
         let limits = stream::StreamLimits {
             max_connections,
             max_connections_per_ip: max_connections,

@@ -21,6 +21,7 @@ mod runtime;
 mod startup;
 mod stream;
 mod tls;
+mod tls_client;
 mod udp;
 mod users;
 

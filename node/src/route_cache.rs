@@ -18,6 +18,8 @@ pub struct CachedRoute {
     pub resolution: Resolution,
     /// The overlay nodes it names, with their addresses for dialling.
     pub serving: ServingPeers,
+    /// The federation whose TLS identity its TLS hops are reached with.
+    pub federation: Option<String>,
 }
 
 #[derive(Debug)]
@@ -92,6 +94,7 @@ mod tests {
         CachedRoute {
             resolution: Resolution::failed(404, "Not Found"),
             serving: vec![(peer, vec![])],
+            federation: None,
         }
     }
 

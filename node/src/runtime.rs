@@ -261,7 +261,11 @@ impl Core {
                 peer,
                 writer,
                 abort,
+                authenticated,
             } => {
+                if let (true, Some(id)) = (authenticated, peer.connection) {
+                    self.server.connection_authenticated(id);
+                }
                 self.connections.opened(peer, writer, abort);
                 tracing::trace!(open = self.connections.len(), "connection registered");
             }

@@ -9,6 +9,7 @@ use crate::routing::rfc3263::Locator;
 use crate::routing::{Chain, RoutingChain};
 use crate::runtime::Core;
 use crate::stream::{self, StreamLimits, StreamShared, EVENT_QUEUE};
+use crate::tls_client::TlsClients;
 use crate::udp::UdpEndpoint;
 use crate::{dns_authority, domain, node_info, tls};
 use libp2p::multiaddr::Protocol;
@@ -19,6 +20,7 @@ use sip::auth::Credential;
 use sip::server::{Listener, ServerConfig, SipServer};
 use sip::transport::Transport;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
@@ -130,12 +132,23 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
             .iter()
             .map(|l| l.advertised_host.clone())
             .collect();
-        let server = tls::server_config(config.tls_files.as_ref(), data_dir, &hosts)?;
+        let federation_cas: Vec<PathBuf> = config
+            .routing
+            .chain
+            .federations
+            .iter()
+            .filter_map(|f| f.tls_ca.clone())
+            .collect();
+        let server =
+            tls::server_config(config.tls_files.as_ref(), data_dir, &hosts, &federation_cas)?;
         Some(tokio_rustls::TlsAcceptor::from(server))
     } else {
         None
     };
-    let tls_connector = tokio_rustls::TlsConnector::from(tls::client_config()?);
+    let tls_clients = Arc::new(TlsClients::new(
+        &config.tls_ca,
+        &config.routing.chain.federations,
+    )?);
 
     if !config.server.open && users.is_empty() {
         tracing::warn!("no users and not --open: every REGISTER will be refused");
@@ -175,6 +188,8 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
         random_seed,
         aliases,
         resolves_routes: true,
+        inbound_peers: config.routing.inbound_peers.clone(),
+        require_authenticated_inbound: config.routing.require_authenticated_inbound,
         overlay_host: overlay
             .as_ref()
             .map(|started| overlay::sip_name::host_name(&started.info.peer_id)),
@@ -191,7 +206,7 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
         idle_timeout: config.tcp_idle_timeout,
         message_timeout: config.tcp_message_timeout,
     };
-    let shared = Arc::new(StreamShared::new(events, limits, tls_connector));
+    let shared = Arc::new(StreamShared::new(events, limits, tls_clients.clone()));
     let mut accept_tasks = Vec::with_capacity(stream_listeners.len());
     for (listener, transport, local) in stream_listeners {
         let acceptor = match transport {
@@ -221,7 +236,10 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
     } else {
         CORE_STOP
     };
-    let routing = RoutingChain::new(routing_chain(&config, &listeners, overlay_handle.clone()));
+    let routing = RoutingChain::new(
+        routing_chain(&config, &listeners, overlay_handle.clone()),
+        tls_clients,
+    );
     let core = Core::new(
         server,
         udp,

@@ -1,11 +1,13 @@
-//! TLS set-up: the server side from user PEM files or a self-signed certificate kept in the
-//! data directory, and the client side used for outbound TLS connections to phones.
+//! TLS set-up, server side: the certificate from user PEM files or a self-signed one kept in
+//! the data directory, and, when federations are configured, client certificates checked
+//! against their CAs (offered, not required: phones connect without one). The client side
+//! is [`crate::tls_client`].
 
 use crate::config::{ConfigError, TlsFiles};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,11 +26,14 @@ pub fn generated_paths(data_dir: &Path) -> TlsFiles {
 }
 
 /// Builds the TLS server configuration. With no user files, reuses the certificate in the
-/// data directory, generating it on first start for `hosts` (names or IP addresses).
+/// data directory, generating it on first start for `hosts` (names or IP addresses). A
+/// client certificate issued under one of `client_cas` marks its connection as an
+/// authenticated peer; clients without one are still accepted.
 pub fn server_config(
     files: Option<&TlsFiles>,
     data_dir: &Path,
     hosts: &[String],
+    client_cas: &[PathBuf],
 ) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
     let files = match files {
         Some(files) => files.clone(),
@@ -43,22 +48,33 @@ pub fn server_config(
     };
     let certs = read_certs(&files.cert)?;
     let key = read_key(&files.key)?;
-    let config = rustls::ServerConfig::builder_with_provider(provider())
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError(format!("TLS: {e}")))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| {
-            ConfigError(format!(
-                "TLS certificate {} and key {}: {e}",
-                files.cert.display(),
-                files.key.display()
-            ))
-        })?;
+        .map_err(|e| ConfigError(format!("TLS: {e}")))?;
+    let builder = if client_cas.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let mut roots = RootCertStore::empty();
+        for ca in client_cas {
+            crate::tls_client::add_cas(&mut roots, ca)?;
+        }
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| ConfigError(format!("TLS client CAs: {e}")))?;
+        builder.with_client_cert_verifier(verifier)
+    };
+    let config = builder.with_single_cert(certs, key).map_err(|e| {
+        ConfigError(format!(
+            "TLS certificate {} and key {}: {e}",
+            files.cert.display(),
+            files.key.display()
+        ))
+    })?;
     Ok(Arc::new(config))
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let err = |reason: String| ConfigError(format!("TLS certificate {}: {reason}", path.display()));
     let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
     let certs = rustls_pemfile::certs(&mut pem.as_slice())
@@ -70,7 +86,7 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> 
     Ok(certs)
 }
 
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, ConfigError> {
+pub(crate) fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, ConfigError> {
     let err = |reason: String| ConfigError(format!("TLS key {}: {reason}", path.display()));
     let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
     rustls_pemfile::private_key(&mut pem.as_slice())
@@ -119,76 +135,6 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     }
 }
 
-/// Client configuration for outbound TLS connections.
-///
-/// The node has no trust roots to check a phone's certificate against (phones present
-/// self-signed certificates, if any, and are reached by IP address), so this verifier
-/// accepts any server certificate while still checking handshake signatures. It is used
-/// only for outbound connections to registered contacts, never for node-to-node trust.
-pub fn client_config() -> Result<Arc<rustls::ClientConfig>, ConfigError> {
-    let provider = provider();
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError(format!("TLS: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServerCertificate { provider }))
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
-/// See [`client_config`]: accepts any certificate chain, verifies signatures.
-#[derive(Debug)]
-struct AnyServerCertificate {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for AnyServerCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -198,7 +144,7 @@ mod tests {
     #[test]
     fn generates_once_and_reuses() {
         let dir = tempfile::tempdir().unwrap();
-        server_config(None, dir.path(), &["127.0.0.1".into()]).unwrap();
+        server_config(None, dir.path(), &["127.0.0.1".into()], &[]).unwrap();
         let paths = generated_paths(dir.path());
         let first = std::fs::read(&paths.cert).unwrap();
         #[cfg(unix)]
@@ -207,7 +153,7 @@ mod tests {
             let mode = std::fs::metadata(&paths.key).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        server_config(None, dir.path(), &[]).unwrap();
+        server_config(None, dir.path(), &[], &[]).unwrap();
         assert_eq!(std::fs::read(&paths.cert).unwrap(), first);
     }
 
@@ -220,17 +166,21 @@ mod tests {
             cert: cert.clone(),
             key: dir.path().join("missing.pem"),
         };
-        let err = server_config(Some(&files), dir.path(), &[]).unwrap_err().0;
+        let err = server_config(Some(&files), dir.path(), &[], &[])
+            .unwrap_err()
+            .0;
         assert!(err.contains(&cert.display().to_string()), "{err}");
         assert!(err.contains("no PEM certificate"), "{err}");
     }
 
     #[tokio::test]
-    async fn client_accepts_self_signed_server() {
+    async fn client_accepts_self_signed_contact() {
         let dir = tempfile::tempdir().unwrap();
-        let server = server_config(None, dir.path(), &[]).unwrap();
+        let server = server_config(None, dir.path(), &[], &[]).unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(server);
-        let connector = tokio_rustls::TlsConnector::from(client_config().unwrap());
+        // A contact's address (not named by routing): the lenient verifier.
+        let clients = crate::tls_client::TlsClients::new(&[], &[]).unwrap();
+        let (connector, name) = clients.connector_for("127.0.0.1:5061".parse().unwrap());
         let (client_io, server_io) = tokio::io::duplex(64 * 1024);
         let server_task = tokio::spawn(async move {
             let mut stream = acceptor.accept(server_io).await.unwrap();
@@ -239,7 +189,6 @@ mod tests {
             stream.write_all(&buf).await.unwrap();
             stream.flush().await.unwrap();
         });
-        let name = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
         let mut client = connector.connect(name, client_io).await.unwrap();
         client.write_all(b"ping").await.unwrap();
         client.flush().await.unwrap();

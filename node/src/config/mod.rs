@@ -14,6 +14,7 @@
 //! log = "info,p2psip=debug"
 //! tls_cert = "cert.pem"
 //! tls_key = "key.pem"
+//! tls_ca = ["ca.pem"]   # trusted for outbound TLS besides the system's roots
 //! workers = 2
 //! overlay = true
 //! p2p_listen = ["/ip4/0.0.0.0/tcp/4001"]
@@ -150,6 +151,7 @@ struct FileConfig {
     log: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    tls_ca: Option<Vec<PathBuf>>,
     workers: Option<usize>,
     overlay: Option<bool>,
     p2p_listen: Option<Vec<String>>,
@@ -237,6 +239,8 @@ pub struct NodeConfig {
     pub log: String,
     /// None: generate or reuse a self-signed certificate in the data directory.
     pub tls_files: Option<TlsFiles>,
+    /// CA certificates (PEM files) trusted for outbound TLS besides the system's roots.
+    pub tls_ca: Vec<PathBuf>,
     pub workers: usize,
     /// Bound on concurrent stream connections (inbound and outbound).
     pub max_connections: usize,
@@ -488,6 +492,7 @@ fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
     .into_iter()
     .flatten()
     .chain(file.delegations.iter_mut().flatten())
+    .chain(file.tls_ca.iter_mut().flatten())
     {
         if p.is_relative() {
             *p = base.join(&*p);
@@ -793,11 +798,13 @@ pub fn resolve(args: &NodeArgs, env: &Environment) -> Result<NodeConfig, ConfigE
         overlay
             .as_ref()
             .map_or(&[][..], |o| o.authority.dns_servers.as_slice()),
+        file_path.and_then(Path::parent).unwrap_or(Path::new("")),
         &file_origin,
     )?;
 
     Ok(NodeConfig {
         routing,
+        tls_ca: file.tls_ca.clone().unwrap_or_default(),
         listen,
         data_dir,
         users_file: args.users.clone().or(file.users),

@@ -5,6 +5,7 @@
 
 use super::e164::{apply_regexp, sip_steps, EnumStep, E164};
 use super::peering::{PeerRoute, PeeringTable};
+use super::policy::{self, Federation, PolicyDecision};
 use super::rfc3263::{LocateError, Located, Locator};
 use super::Trace;
 use crate::route_cache::ServingPeers;
@@ -38,6 +39,7 @@ pub const MAX_DNS_TTL: Duration = Duration::from_secs(3600);
 pub struct Steps {
     pub overlay: bool,
     pub enum_lookup: bool,
+    pub domain_policy: bool,
     pub dns: bool,
     pub peering: bool,
 }
@@ -47,6 +49,7 @@ impl Default for Steps {
         Steps {
             overlay: true,
             enum_lookup: true,
+            domain_policy: true,
             dns: true,
             peering: true,
         }
@@ -60,6 +63,8 @@ pub struct ChainConfig {
     /// ENUM suffixes, tried in order (a private tree before `e164.arpa`).
     pub enum_suffixes: Vec<String>,
     pub peering: PeeringTable,
+    /// The federations this node belongs to (domain policy).
+    pub federations: Vec<Federation>,
 }
 
 /// A route request.
@@ -91,6 +96,8 @@ pub struct Answer {
     pub cache_until: Option<Instant>,
     /// The overlay nodes the answer names, with their addresses (for dialling).
     pub serving: ServingPeers,
+    /// The federation whose TLS identity the TLS hops are reached with.
+    pub federation: Option<String>,
 }
 
 impl Answer {
@@ -99,6 +106,7 @@ impl Answer {
             resolution: Resolution::failed(status, reason),
             cache_until: cacheable.then(|| Instant::now() + NOT_FOUND_TTL),
             serving: Vec::new(),
+            federation: None,
         }
     }
 
@@ -107,6 +115,7 @@ impl Answer {
             resolution: Resolution::Found(sets),
             cache_until: Some(until.min(Instant::now() + MAX_DNS_TTL)),
             serving: Vec::new(),
+            federation: None,
         }
     }
 }
@@ -226,6 +235,14 @@ impl Chain {
         }
         let domain = uri.host_lower().into_owned();
         let mut misses = Misses::default();
+        if self.steps().domain_policy {
+            match self.domain_policy(&domain, trace).await {
+                PolicyStep::Open => {}
+                PolicyStep::Done(answer) => return answer,
+            }
+        } else {
+            trace.note(|| "domain policy: off".to_owned());
+        }
         if self.steps().dns {
             match self.locate(uri, trace).await {
                 Ok(located) if !located.sets.is_empty() => {
@@ -430,7 +447,97 @@ impl Chain {
                 reason: "no DNS resolver".to_owned(),
             });
         };
-        locator.locate(uri, trace).await
+        locator.locate(uri, None, trace).await
+    }
+
+    /// The domain policy step: the policy `domain` announces, applied when this node
+    /// shares a federation with it, refused when it announces policies this node cannot
+    /// meet, passed over when it announces none.
+    async fn domain_policy(&self, domain: &str, trace: &mut Trace) -> PolicyStep {
+        let Some(locator) = &self.inner.locator else {
+            return PolicyStep::Open;
+        };
+        let records: Vec<_> = match locator.dns().lookup(domain, RecordType::NAPTR).await {
+            Ok(lookup) => lookup
+                .answers()
+                .iter()
+                .filter_map(|record| match &record.data {
+                    RData::NAPTR(naptr) => Some(naptr.clone()),
+                    _ => None,
+                })
+                .collect(),
+            Err(error) => {
+                // RFC 3263 asks the same name next and reports what is wrong with it.
+                trace.note(|| format!("domain policy: {domain}: {error}"));
+                return PolicyStep::Open;
+            }
+        };
+        match policy::decide(&records, domain, &self.inner.config.federations) {
+            PolicyDecision::Open => {
+                trace.note(|| format!("domain policy: {domain} announces none"));
+                PolicyStep::Open
+            }
+            PolicyDecision::Unmet(announced) => {
+                trace.note(|| {
+                    format!(
+                        "domain policy: {domain} accepts only: {}; this node meets none",
+                        announced.join(", ")
+                    )
+                });
+                PolicyStep::Done(Answer::failed(
+                    403,
+                    format!("Forbidden (no federation shared with {domain})"),
+                    true,
+                ))
+            }
+            PolicyDecision::Federation {
+                federation,
+                target_domain,
+            } => {
+                trace.note(|| {
+                    format!(
+                        "domain policy: {domain} is in federation {}: route to {target_domain}{}",
+                        federation.id,
+                        federation
+                            .transport
+                            .map(|t| format!(" over {}", t.uri_param()))
+                            .unwrap_or_default()
+                    )
+                });
+                let target = match federation.transport {
+                    Some(transport) => {
+                        format!("sip:{target_domain};transport={}", transport.uri_param())
+                    }
+                    None => format!("sip:{target_domain}"),
+                };
+                let Ok(target_uri) = Uri::parse(&target) else {
+                    return PolicyStep::Done(Answer::failed(
+                        500,
+                        "Server Internal Error (bad federation domain)",
+                        false,
+                    ));
+                };
+                let located = locator.locate(&target_uri, Some(domain), trace).await;
+                let answer = match located {
+                    Ok(located) if !located.sets.is_empty() => {
+                        Answer::found(located.sets, located.valid_until)
+                    }
+                    Ok(_) => Answer::failed(
+                        404,
+                        format!("Not Found (no ingress {target_domain} of the federation)"),
+                        true,
+                    ),
+                    Err(error) if error.is_temporary() => {
+                        Answer::failed(480, format!("Temporarily Unavailable ({error})"), false)
+                    }
+                    Err(error) => Answer::failed(404, format!("Not Found ({error})"), true),
+                };
+                PolicyStep::Done(Answer {
+                    federation: Some(federation.id.clone()),
+                    ..answer
+                })
+            }
+        }
     }
 
     /// A peering route's gateways, each a set of its own in the configured order. A number
@@ -526,6 +633,14 @@ fn alias_led_elsewhere(error: &NetError, asked: &str) -> bool {
     }
 }
 
+/// Where the domain policy step leaves a request.
+enum PolicyStep {
+    /// No policy applies: RFC 3263 as usual.
+    Open,
+    /// The policy decided: this answer.
+    Done(Answer),
+}
+
 /// Why ENUM gave nothing usable.
 enum EnumFailure {
     /// DNS did not answer: try again later.
@@ -605,6 +720,7 @@ async fn overlay_lookup(overlay: &Overlay, aor: &str, trace: &mut Trace) -> Over
                 }]),
                 cache_until: Some(Instant::now() + valid_for),
                 serving,
+                federation: None,
             })
         }
         Ok(None) => {

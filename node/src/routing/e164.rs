@@ -138,6 +138,16 @@ fn is_sip_service(services: &[u8]) -> bool {
 /// Applies an ENUM substitution expression (`!^\+43(.*)$!sip:\1@example.net!`, RFC 3402
 /// 3.2) to `number` and returns the URI it yields, which must be a SIP URI.
 pub fn apply_regexp(regexp: &str, number: &E164) -> Result<String, EnumError> {
+    let out = substitute(regexp, number.as_str())?;
+    match Uri::parse(&out) {
+        Ok(uri) if matches!(uri.scheme, Scheme::Sip | Scheme::Sips) => Ok(out),
+        _ => Err(EnumError::NotSip(out)),
+    }
+}
+
+/// Applies a NAPTR substitution expression (RFC 3402 3.2: delimiter, ERE, delimiter,
+/// replacement with back-references, delimiter, optional `i`) to `input`.
+pub fn substitute(regexp: &str, input: &str) -> Result<String, EnumError> {
     let bad = |reason: &str| EnumError::BadRegexp {
         regexp: regexp.to_owned(),
         reason: reason.to_owned(),
@@ -163,13 +173,11 @@ pub fn apply_regexp(regexp: &str, number: &E164) -> Result<String, EnumError> {
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map_err(|error| bad(&error.to_string()))?;
-    let captures = regex
-        .captures(number.as_str())
-        .ok_or_else(|| EnumError::NoMatch {
-            regexp: regexp.to_owned(),
-            number: number.as_str().to_owned(),
-        })?;
-    let mut out = String::with_capacity(replacement.len() + number.as_str().len());
+    let captures = regex.captures(input).ok_or_else(|| EnumError::NoMatch {
+        regexp: regexp.to_owned(),
+        number: input.to_owned(),
+    })?;
+    let mut out = String::with_capacity(replacement.len() + input.len());
     let mut rest = replacement.chars();
     while let Some(c) = rest.next() {
         if c != '\\' {
@@ -188,10 +196,7 @@ pub fn apply_regexp(regexp: &str, number: &E164) -> Result<String, EnumError> {
             None => return Err(bad("replacement ends in a backslash")),
         }
     }
-    match Uri::parse(&out) {
-        Ok(uri) if matches!(uri.scheme, Scheme::Sip | Scheme::Sips) => Ok(out),
-        _ => Err(EnumError::NotSip(out)),
-    }
+    Ok(out)
 }
 
 /// Splits at every `delimiter` not preceded by a backslash; an escaped delimiter becomes

@@ -15,12 +15,16 @@
 pub mod chain;
 pub mod e164;
 pub mod peering;
+pub mod policy;
 pub mod rfc3263;
 
 use crate::route_cache::{CachedRoute, RouteCache, ServingPeers};
+use crate::tls_client::{TlsClients, TlsTarget};
 pub use chain::{Answer, Chain, ChainConfig, Query, Steps};
 use libp2p::PeerId;
-use sip::server::{Resolution, ResolveId, ServerEvent, SipServer};
+use sip::server::{Hop, Resolution, ResolveId, ServerEvent, SipServer};
+use sip::transport::Transport;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -71,6 +75,8 @@ pub struct ResolutionDone {
 /// The core's side of the chain.
 pub struct RoutingChain {
     chain: Chain,
+    /// Where the TLS identities of resolved servers are left for the connections.
+    tls: Arc<TlsClients>,
     cache: RouteCache,
     running: usize,
     /// Requests answered 480 because [`MAX_RESOLUTIONS`] were running, for rate-limited
@@ -83,10 +89,11 @@ pub struct RoutingChain {
 }
 
 impl RoutingChain {
-    pub fn new(chain: Chain) -> RoutingChain {
+    pub fn new(chain: Chain, tls: Arc<TlsClients>) -> RoutingChain {
         let (done_tx, done_rx) = mpsc::channel(MAX_RESOLUTIONS);
         RoutingChain {
             chain,
+            tls,
             cache: RouteCache::new(ROUTE_CACHE),
             running: 0,
             refused: 0,
@@ -118,13 +125,10 @@ impl RoutingChain {
             external,
         };
         let key = query.cache_key();
-        if let Some(CachedRoute {
-            resolution,
-            serving,
-        }) = self.cache.get(now, &key)
-        {
-            remember(&serving);
-            server.resolve_route(now, id, resolution);
+        if let Some(route) = self.cache.get(now, &key) {
+            remember(&route.serving);
+            self.remember_tls(&route.resolution, route.federation.as_deref());
+            server.resolve_route(now, id, route.resolution);
             return;
         }
         if self.running >= MAX_RESOLUTIONS {
@@ -182,6 +186,7 @@ impl RoutingChain {
         self.running = self.running.saturating_sub(1);
         let ResolutionDone { id, key, answer } = done;
         remember(&answer.serving);
+        self.remember_tls(&answer.resolution, answer.federation.as_deref());
         if let Some(until) = answer.cache_until {
             self.cache.store(
                 now,
@@ -189,11 +194,36 @@ impl RoutingChain {
                 CachedRoute {
                     resolution: answer.resolution.clone(),
                     serving: answer.serving,
+                    federation: answer.federation,
                 },
                 until,
             );
         }
         server.resolve_route(now, id, answer.resolution);
+    }
+
+    /// Leaves the name (and federation) each TLS hop must present for the connection that
+    /// will be opened to it.
+    fn remember_tls(&self, resolution: &Resolution, federation: Option<&str>) {
+        let Resolution::Found(sets) = resolution else {
+            return;
+        };
+        for hop in sets.iter().flat_map(|set| &set.hops) {
+            if let Hop::Address {
+                transport: Transport::Tls,
+                addr,
+                tls_name: Some(name),
+            } = hop
+            {
+                self.tls.remember(
+                    *addr,
+                    TlsTarget {
+                        name: name.clone(),
+                        federation: federation.map(str::to_owned),
+                    },
+                );
+            }
+        }
     }
 
     /// `peer` could not be reached: routes through it are looked up afresh.

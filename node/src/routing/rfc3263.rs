@@ -71,9 +71,16 @@ impl Locator {
     }
 
     /// The target sets for `uri` (a SIP or SIPS URI whose host is a name), best first.
-    /// `tls_name` of TLS hops is the URI's domain (RFC 5922 4).
-    pub async fn locate(&self, uri: &Uri<'_>, trace: &mut Trace) -> Result<Located, LocateError> {
+    /// `tls_name` of TLS hops is `identity` when given (the SIP domain a federation ingress
+    /// serves), else the URI's domain (RFC 5922 4).
+    pub async fn locate(
+        &self,
+        uri: &Uri<'_>,
+        identity: Option<&str>,
+        trace: &mut Trace,
+    ) -> Result<Located, LocateError> {
         let host = uri.host_lower().trim_end_matches('.').to_owned();
+        let identity = identity.unwrap_or(&host).to_owned();
         let secure = uri.scheme == Scheme::Sips;
         let param = uri.transport_param().and_then(Transport::from_token);
         let mut located = Located {
@@ -83,7 +90,12 @@ impl Locator {
         if let Ok(ip) = host.parse::<IpAddr>() {
             let transport = param.unwrap_or(default_transport(secure));
             let port = uri.port.unwrap_or(transport.default_port());
-            self.push(&mut located, &host, transport, SocketAddr::new(ip, port));
+            self.push(
+                &mut located,
+                &identity,
+                transport,
+                SocketAddr::new(ip, port),
+            );
             return Ok(located);
         }
         // A port, or a transport parameter, fixes what NAPTR would choose (RFC 3263 4.1).
@@ -91,7 +103,7 @@ impl Locator {
             let transport = param.unwrap_or(default_transport(secure));
             self.require(transport, &host)?;
             trace.note(|| format!("RFC 3263: {host} has a port, {transport:?} to its addresses"));
-            self.addresses(&mut located, &host, &host, transport, port, trace)
+            self.addresses(&mut located, &identity, &host, transport, port, trace)
                 .await?;
             return Ok(located);
         }
@@ -106,7 +118,7 @@ impl Locator {
             }
         };
         for service in &services {
-            self.srv(&mut located, &host, service, trace).await?;
+            self.srv(&mut located, &identity, service, trace).await?;
             if located.sets.len() >= MAX_TARGET_SETS {
                 break;
             }
@@ -118,7 +130,7 @@ impl Locator {
             trace.note(|| format!("RFC 3263: no SRV for {host}; its A/AAAA records"));
             self.addresses(
                 &mut located,
-                &host,
+                &identity,
                 &host,
                 transport,
                 transport.default_port(),

@@ -164,7 +164,7 @@ pub async fn accept_loop(
         match &tls {
             None => {
                 let (reader, writer) = tcp.into_split();
-                let task = serve_inbound(reader, writer, peer, shared.clone(), held);
+                let task = serve_inbound(reader, writer, peer, shared.clone(), held, false);
                 tokio::spawn(task.instrument(span));
             }
             Some(acceptor) => {
@@ -185,8 +185,14 @@ async fn inbound_tls(
 ) {
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => {
+            // The server configuration verifies client certificates against the federation
+            // CAs and accepts clients without one; a certificate here passed that check.
+            let authenticated = stream.get_ref().1.peer_certificates().is_some();
+            if authenticated {
+                tracing::debug!("TLS client authenticated by its certificate");
+            }
             let (reader, writer) = tokio::io::split(stream);
-            serve_inbound(reader, writer, peer, shared, held).await;
+            serve_inbound(reader, writer, peer, shared, held, authenticated).await;
         }
         Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
         Err(_) => tracing::debug!("TLS handshake timed out"),
@@ -201,6 +207,7 @@ async fn serve_inbound<R, W>(
     peer: Peer,
     shared: Arc<StreamShared>,
     held: (OwnedSemaphorePermit, SourceSlot),
+    authenticated: bool,
 ) where
     R: StreamRead,
     W: AsyncWrite + Unpin,
@@ -216,6 +223,7 @@ async fn serve_inbound<R, W>(
         peer,
         writer: writer_tx,
         abort,
+        authenticated,
     };
     if tell_core(&shared, opened).await {
         run(reader, writer, peer, link, &shared).await;

@@ -27,6 +27,7 @@ mod tests;
 pub use accept::{accept_loop, bind_listener};
 pub use connection::CoreLink;
 
+use crate::tls_client::TlsClients;
 use bytes::{Bytes, BytesMut};
 use connection::run;
 use sip::transport::{ConnectionId, Peer, Transport};
@@ -86,6 +87,8 @@ pub enum StreamEvent {
         peer: Peer,
         writer: mpsc::Sender<Bytes>,
         abort: oneshot::Sender<()>,
+        /// The far end showed a TLS client certificate a federation CA vouches for.
+        authenticated: bool,
     },
     /// A complete SIP message framed off a connection. The core holds `in_flight` until
     /// it has sent what the message caused, which paces the connection's reader.
@@ -120,7 +123,7 @@ pub struct StreamShared {
     /// One permit per open connection, inbound or outbound; sized by `max_connections`.
     pub permits: Arc<Semaphore>,
     pub limits: StreamLimits,
-    pub tls_connector: tokio_rustls::TlsConnector,
+    pub tls: Arc<TlsClients>,
     next_id: AtomicU64,
     /// Open inbound connections per source (see `source_key` in [`accept`]). An entry
     /// lives exactly as long as a `SourceSlot` for it, and a slot is only held by an
@@ -134,13 +137,13 @@ impl StreamShared {
     pub fn new(
         events: mpsc::Sender<StreamEvent>,
         limits: StreamLimits,
-        tls_connector: tokio_rustls::TlsConnector,
+        tls: Arc<TlsClients>,
     ) -> StreamShared {
         StreamShared {
             events,
             permits: Arc::new(Semaphore::new(limits.max_connections)),
             limits,
-            tls_connector,
+            tls,
             next_id: AtomicU64::new(1),
             per_source: Mutex::new(HashMap::new()),
         }
@@ -173,17 +176,18 @@ pub fn connect(
                 Ok(Ok(tcp)) => {
                     let _ = tcp.set_nodelay(true);
                     if peer.transport == Transport::Tls {
-                        let name =
-                            rustls::pki_types::ServerName::IpAddress(peer.remote.ip().into());
+                        let (connector, name) = shared.tls.connector_for(peer.remote);
                         // Boxed: inline, the handshake's state would enlarge the task of
                         // every outbound TCP connection too.
-                        let handshake = Box::pin(shared.tls_connector.connect(name, tcp));
+                        let handshake = Box::pin(connector.connect(name, tcp));
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
                             Ok(Ok(stream)) => {
                                 let (reader, writer) = tokio::io::split(stream);
                                 run(reader, writer, peer, link, &shared).await;
                             }
-                            Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                            Ok(Err(error)) => {
+                                tracing::info!(%error, "outbound TLS handshake failed")
+                            }
                             Err(_) => tracing::debug!("TLS handshake timed out"),
                         }
                     } else {

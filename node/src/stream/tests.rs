@@ -22,7 +22,7 @@ pub(super) fn shared_with(
     limits: StreamLimits,
 ) -> (Arc<StreamShared>, mpsc::Receiver<StreamEvent>) {
     let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
-    let connector = tokio_rustls::TlsConnector::from(crate::tls::client_config().unwrap());
+    let connector = Arc::new(crate::tls_client::TlsClients::new(&[], &[]).unwrap());
     (
         Arc::new(StreamShared::new(events, limits, connector)),
         events_rx,

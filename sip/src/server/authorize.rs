@@ -10,6 +10,10 @@
 //! - Only an authenticated local user may make the node send a request anywhere else
 //!   (another domain, an IP literal, a next hop from a Route): never an open relay. A node
 //!   without users (`--open`) has nobody to authenticate and relays for trusted sources only.
+//! - In a closed federation (`require_authenticated_inbound`), an out-of-dialog request
+//!   to a local user must come from an inbound peer, a federation member authenticated
+//!   by its TLS client certificate, a phone registered here, or a local user who
+//!   authenticates; anyone else gets 403.
 //! - A mid-dialog request (To tag) reaches elsewhere only along a route set this node
 //!   record-routed itself: its Record-Route carries a MAC of the Call-ID that nobody else
 //!   can make, so a forged "in-dialog" request cannot turn the node into a relay.
@@ -174,6 +178,21 @@ impl SipServer {
                 .any(|net| net.contains(&from.remote.ip().to_canonical()))
     }
 
+    /// True for sources that may call local users in a closed federation without being
+    /// local users: inbound peers by address, connections authenticated by a federation
+    /// certificate, and phones with bindings here (their own flows).
+    fn is_authenticated_peer(&self, from: Peer) -> bool {
+        let ip = from.remote.ip().to_canonical();
+        self.config
+            .inbound_peers
+            .iter()
+            .any(|net| net.contains(&ip))
+            || from
+                .connection
+                .is_some_and(|id| self.authenticated_connections.contains(&id))
+            || self.location.bindings_from(ip) > 0
+    }
+
     /// Decides whether `msg` from `from` may be forwarded to `destination`, and how it is
     /// edited on the way (see the module documentation for the rules).
     pub(super) fn authorize_forward(
@@ -199,6 +218,13 @@ impl SipServer {
                 return Err(Refusal::Forbidden("not a dialog routed through this node"));
             }
             return Ok(policy);
+        }
+        if self.config.require_authenticated_inbound
+            && destination != Destination::Elsewhere
+            && !self.is_authenticated_peer(from)
+            && (self.credentials.is_empty() || self.claimed_local_identity(msg).is_none())
+        {
+            return Err(Refusal::Forbidden("not an authenticated peer"));
         }
         if self.credentials.is_empty() {
             // No users to authenticate (`--open`): identities cannot be checked, so none

@@ -34,7 +34,7 @@ pub use resolve::{
     Hop, Resolution, ResolveId, RoutePurpose, ServerEvent, TargetSet, MAX_HOPS_PER_SET,
     MAX_TARGET_SETS,
 };
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tracing::debug;
@@ -104,6 +104,14 @@ pub struct ServerConfig {
     /// Requests a second one untrusted source address may send (counted over two
     /// seconds); beyond it, its requests are dropped until the window ends. 0: no limit.
     pub max_requests_per_source: u32,
+    /// Addresses of peers (providers, gateways) that may send requests to local users when
+    /// `require_authenticated_inbound` is set. Unlike `trusted_sources` they may not relay.
+    pub inbound_peers: Vec<ipnet::IpNet>,
+    /// A closed federation: an out-of-dialog request to a local user must come from an
+    /// inbound peer, a connection authenticated as a federation member (mutual TLS), an
+    /// overlay node, a trusted source, a phone registered here, or a local user who
+    /// authenticates; anyone else gets 403. Off: anyone may call local users (open SIP).
+    pub require_authenticated_inbound: bool,
 }
 
 impl Default for ServerConfig {
@@ -134,6 +142,8 @@ impl Default for ServerConfig {
             max_bindings_per_source: 1_000,
             max_failures_per_account: 20,
             max_requests_per_source: 2_000,
+            inbound_peers: Vec::new(),
+            require_authenticated_inbound: false,
         }
     }
 }
@@ -202,6 +212,10 @@ pub struct SipServer {
     source_rates: Option<FailureLimiter>,
     /// Set by the node while its input queue stays full.
     overloaded: bool,
+    /// Stream connections whose far end proved to be a federation member (a client
+    /// certificate under a federation CA). Bounded by the node's connections: an entry goes
+    /// when its connection closes.
+    authenticated_connections: HashSet<ConnectionId>,
     forks: ForkTable,
     routes: PendingRoutes,
     overlay_peers: OverlayPeers,
@@ -254,6 +268,7 @@ impl SipServer {
             dialog_tokens: DialogTokens::new(&config.random_seed),
             source_rates: overload::source_rate_limiter(config.max_requests_per_source),
             overloaded: false,
+            authenticated_connections: HashSet::new(),
             forks: ForkTable::default(),
             routes: PendingRoutes::default(),
             overlay_peers: OverlayPeers::default(),
@@ -344,6 +359,14 @@ impl SipServer {
     /// connection can be opened to the phone's contact.
     pub fn connection_closed(&mut self, connection: ConnectionId) {
         self.location.remove_connection(connection);
+        self.authenticated_connections.remove(&connection);
+    }
+
+    /// The far end of `connection` authenticated as a federation member (its client
+    /// certificate was verified): it counts as an authenticated inbound peer until the
+    /// connection closes.
+    pub fn connection_authenticated(&mut self, connection: ConnectionId) {
+        self.authenticated_connections.insert(connection);
     }
 
     pub fn stats(&self) -> &ServerStats {

@@ -248,3 +248,59 @@ fn a_next_hop_that_cannot_be_sent_to_fails_the_call_at_once() {
     let final_ = out.iter().find(|(to, _)| *to == addr(ALICE)).unwrap();
     assert_eq!(status_of(&final_.1), 503, "{}", final_.1);
 }
+
+#[test]
+fn a_closed_federation_takes_calls_only_from_authenticated_peers() {
+    let mut h = Harness::with_config(true, Vec::new(), |config| {
+        config.require_authenticated_inbound = true;
+        config.inbound_peers = vec!["192.0.2.7/32".parse().unwrap()];
+    });
+    h.register("bob", BOB, BOB);
+    let out = h.feed("198.51.100.20:5060", &invite("bob", "cf1"));
+    assert_eq!(status_of(&out[0].1), 403, "{out:?}");
+    assert!(out[0].1.contains("not an authenticated peer"));
+    assert!(out.iter().all(|(to, _)| *to != addr(BOB)));
+
+    let out = h.feed("192.0.2.7:5060", &invite("bob", "cf2"));
+    assert!(
+        out.iter().any(|(to, _)| *to == addr(BOB)),
+        "an inbound peer: {out:?}"
+    );
+
+    let member = Peer {
+        transport: Transport::Tcp,
+        remote: addr("198.51.100.9:40000"),
+        local: addr(NODE),
+        connection: Some(crate::transport::ConnectionId(77)),
+    };
+    let out = h.feed_from(member, &invite("bob", "cf3"));
+    assert_eq!(
+        status_of(&out[0].1),
+        403,
+        "before its certificate counts: {out:?}"
+    );
+    h.server
+        .connection_authenticated(crate::transport::ConnectionId(77));
+    let out = h.feed_from(member, &invite("bob", "cf4"));
+    assert!(
+        out.iter().any(|(to, _)| *to == addr(BOB)),
+        "a federation member: {out:?}"
+    );
+    h.server
+        .connection_closed(crate::transport::ConnectionId(77));
+    let out = h.feed_from(member, &invite("bob", "cf5"));
+    assert_eq!(status_of(&out[0].1), 403, "its connection closed: {out:?}");
+
+    // A phone registered here calls from its own address.
+    let out = h.feed(
+        BOB,
+        &invite("bob", "cf6").replace(
+            "Via: SIP/2.0/UDP 127.0.0.1:7001",
+            "Via: SIP/2.0/UDP 127.0.0.1:7002",
+        ),
+    );
+    assert!(
+        out.iter().any(|(to, _)| *to == addr(BOB)),
+        "a local phone: {out:?}"
+    );
+}
