@@ -15,6 +15,7 @@
 //! Every wait in this crate is bounded in time and every loop in count.
 
 pub mod authority;
+pub mod certificates;
 mod mesh;
 pub mod name_server;
 mod node;
