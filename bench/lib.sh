@@ -84,7 +84,8 @@ NODE_READY_TRIES=200 # x 0.1 s: a node gets ready
 LAST_PID=""
 # launch_node NAME SIP_PORT [ARG...]: starts `p2psip node` on 127.0.0.1:SIP_PORT (UDP
 # and TCP) serving DOMAIN with its data in $BENCH_DIR/NAME, the ARGs and NODE_ARGS added;
-# output goes to $BENCH_DIR/NAME.stdout and .stderr. Sets LAST_PID. The node's per-source
+# output goes to $BENCH_DIR/NAME.stdout and .stderr. Sets LAST_PID. NODE_CONFIG_EXTRA (TOML
+# tables) is added to its config file. The node's per-source
 # limits are lifted (a config file of its own): SIPp sends all its load, and registers all
 # its users, from one address, and these benchmarks measure the node, not those limits.
 launch_node() {
@@ -93,6 +94,9 @@ launch_node() {
     mkdir -p "$dir"
     printf '[limits]\nmax_requests_per_source = 0\nmax_bindings_per_source = 100000000\n' \
         >"$BENCH_DIR/$name.toml"
+    if [ -n "${NODE_CONFIG_EXTRA:-}" ]; then
+        printf '%s\n' "$NODE_CONFIG_EXTRA" >>"$BENCH_DIR/$name.toml"
+    fi
     # shellcheck disable=SC2086 # NODE_ARGS is a list of words
     # shellcheck disable=SC2086 # NODE_TASKSET is a command prefix, e.g. "taskset -c 0"
     ${NODE_TASKSET:-} "$P2PSIP_BIN" node --listen "udp:127.0.0.1:$port" --listen "tcp:127.0.0.1:$port" \

@@ -13,8 +13,8 @@ use p2psip_tests::certificates::TestCa;
 use p2psip_tests::name_server::{NameServer, Zone};
 use p2psip_tests::requests::{invite, next_request};
 use p2psip_tests::{
-    free_port, require_sipp, test_dir, Node, NodeConfig, Request, Sipp, TestDir, TestUsers,
-    Transport, UdpClient, DOMAIN,
+    free_port, require_sipp, run_p2psip, test_dir, Node, NodeConfig, Request, Sipp, TestDir,
+    TestUsers, Transport, UdpClient, DOMAIN,
 };
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -62,6 +62,15 @@ impl World {
                     &format!("ingress.{DOMAIN_B}"),
                 )?
                 .a(&format!("ingress.{DOMAIN_B}"), host(1))?,
+            // A number of bob's, in ENUM.
+            Zone::new("e164.arpa")?.naptr(
+                "5.6.7.8.9.3.4.e164.arpa",
+                (100, 10),
+                "u",
+                "E2U+sip",
+                &format!("!^.*$!sip:bob@{DOMAIN_B}!"),
+                ".",
+            )?,
             Zone::new("itsp-d.example")?.naptr(
                 "itsp-d.example",
                 (10, 10),
@@ -181,7 +190,8 @@ fn register_bob(b: &Node, contact: SocketAddr) -> Result<()> {
 }
 
 /// Acceptance 1 and 2: alice at A calls bob at B over TLS with the federation's client
-/// certificate; SIPp plays both phones. A refuses a domain of another federation.
+/// certificate, by his SIP URI and by his number (ENUM); SIPp plays both phones. A refuses
+/// a domain of another federation, and `p2psip route` says why.
 #[test]
 fn members_of_a_federation_call_each_other_over_tls() -> Result<()> {
     if !require_sipp()? {
@@ -193,7 +203,7 @@ fn members_of_a_federation_call_each_other_over_tls() -> Result<()> {
     let a = start_a(&world, &users)?;
     let bob = Sipp::new("uas_call.xml")
         .transport(Transport::Udp)
-        .calls(1)
+        .calls(2)
         .timeout(SIPP_LIMIT)
         .spawn_listening(Duration::from_secs(10))?;
     b.context(register_bob(
@@ -203,19 +213,24 @@ fn members_of_a_federation_call_each_other_over_tls() -> Result<()> {
 
     let csv = world.path().join("alice.csv");
     users.write_auth_csv(&csv, false)?;
-    let uri = format!("sip:bob@{DOMAIN_B}");
-    let alice = Sipp::new("uac_call_auth.xml")
-        .remote(a.udp_addr())
-        .inf(&csv)
-        .key("uri", &uri)
-        .key("domain", DOMAIN)
-        .arg("-auth_uri")
-        .arg(format!("bob@{DOMAIN_B}"))
-        .calls(1)
-        .timeout(SIPP_LIMIT)
-        .run()?;
+    for uri in [
+        format!("sip:bob@{DOMAIN_B}"),
+        format!("sip:+4398765@{DOMAIN};user=phone"),
+    ] {
+        let alice = Sipp::new("uac_call_auth.xml")
+            .remote(a.udp_addr())
+            .inf(&csv)
+            .key("uri", &uri)
+            .key("domain", DOMAIN)
+            .arg("-auth_uri")
+            .arg(uri.trim_start_matches("sip:"))
+            .calls(1)
+            .timeout(SIPP_LIMIT)
+            .run()?;
+        a.context(b.context(alice.ensure_success()))
+            .with_context(|| format!("calling {uri}"))?;
+    }
     let answered = bob.wait()?;
-    a.context(b.context(alice.ensure_success()))?;
     b.context(answered.ensure_success())?;
 
     // itsp-d.example announces only a federation A is not in.
@@ -228,6 +243,51 @@ fn members_of_a_federation_call_each_other_over_tls() -> Result<()> {
         response.status == 403 && response.reason.contains("no federation shared"),
         "expected 403 naming the missing federation, got:\n{}",
         response.raw
+    );
+    let out = run_p2psip(
+        &[
+            "route".into(),
+            "sip:carol@itsp-d.example".into(),
+            "--config".into(),
+            world.path().join("a.toml").display().to_string(),
+            "--domain".into(),
+            DOMAIN.into(),
+            "--no-overlay".into(),
+        ],
+        Duration::from_secs(20),
+    )?;
+    ensure!(
+        out.exit_code == Some(1)
+            && out.stdout.contains("http://another-federation.example/")
+            && out
+                .stdout
+                .contains("decision: 403 Forbidden (no federation shared"),
+        "p2psip route does not explain the refusal:\n{out:?}"
+    );
+    let out = run_p2psip(
+        &[
+            "route".into(),
+            format!("sip:bob@{DOMAIN_B}"),
+            "--config".into(),
+            world.path().join("a.toml").display().to_string(),
+            "--domain".into(),
+            DOMAIN.into(),
+            "--no-overlay".into(),
+            "--listen".into(),
+            "tls:127.0.0.1:5061".into(),
+        ],
+        Duration::from_secs(20),
+    )?;
+    ensure!(
+        out.success()
+            && out
+                .stdout
+                .contains(&format!("is in federation {FEDERATION}"))
+            && out.stdout.contains(&format!(
+                "1. tls 127.0.0.1:{} (certificate for {DOMAIN_B})",
+                world.b_tls_port
+            )),
+        "p2psip route does not explain the federation route:\n{out:?}"
     );
     Ok(())
 }

@@ -182,6 +182,44 @@ fn a_provider_that_is_busy_or_down_hands_the_call_to_the_next() -> Result<()> {
     Ok(())
 }
 
+/// Static peering: a number with no ENUM record goes to the longest-prefix route's
+/// gateways in order; the first answers 503, the second takes the call as
+/// `sip:<number>@<gateway>;user=phone`.
+#[test]
+fn a_prefix_route_fails_over_between_its_gateways() -> Result<()> {
+    if !require_sipp()? {
+        return Ok(());
+    }
+    let dir = test_dir("routing-peering-")?;
+    let busy = provider("uas_unavailable.xml", Transport::Udp, 1)?;
+    let healthy = provider("uas_call.xml", Transport::Udp, 1)?;
+    let dns = NameServer::start(vec![enum_zone()?])?;
+    let config = routing_config(
+        &dir,
+        dns.addr(),
+        &format!(
+            "[[routing.peer]]\n\
+             name = \"germany\"\n\
+             prefixes = [\"+49\"]\n\
+             gateways = [\"udp:127.0.0.1:{}\", \"udp:127.0.0.1:{}\"]\n\
+             [[routing.peer]]\n\
+             name = \"elsewhere\"\n\
+             prefixes = [\"+4\"]\n\
+             gateways = [\"udp:192.0.2.1:5060\"]\n",
+            busy.local_port(),
+            healthy.local_port()
+        ),
+    )?;
+    let users = TestUsers::generate(1, DOMAIN);
+    let node = node_with_users(&dir, &users, &config)?;
+    let uri = format!("sip:+4930123@{DOMAIN};user=phone");
+    let caller = call_from_phone(&node, &dir, &users, &uri, 1)?;
+    node.context(caller.ensure_success())?;
+    node.context(busy.wait()?.ensure_success())?;
+    node.context(healthy.wait()?.ensure_success())?;
+    Ok(())
+}
+
 /// Acceptance 3: on a node with users, an unauthenticated INVITE or MESSAGE to a tel: URI,
 /// a foreign domain and a foreign IP literal each gets 407 and nothing reaches the
 /// provider; authenticated, the tel: call is routed (ENUM's URI as Request-URI). On an

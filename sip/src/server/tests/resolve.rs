@@ -272,3 +272,40 @@ fn this_node_s_address_stands_for_its_one_domain() {
     let out = h.feed(ALICE, &call_to("sip:bob@127.0.0.1:5099", "my3"));
     assert!(out.iter().all(|(to, _)| *to != addr(BOB)), "{out:?}");
 }
+
+#[test]
+fn an_ack_with_a_host_name_in_its_route_is_resolved_then_sent_on() {
+    let mut h = resolving(true, Vec::new());
+    h.server.config.trusted_sources = vec!["127.0.0.0/8".parse().unwrap()];
+    let ack = format!(
+        "ACK sip:carol@{PROVIDER_1} SIP/2.0\n\
+         Via: SIP/2.0/UDP {ALICE};branch=z9hG4bKack1;rport\n\
+         Route: <sip:edge.itsp.example;lr>\n\
+         Max-Forwards: 70\n\
+         From: <sip:alice@example.com>;tag=a1\n\
+         To: <sip:carol@itsp.example>;tag=c1\n\
+         Call-ID: call-ack1@alice\n\
+         CSeq: 1 ACK\n\
+         Content-Length: 0\n\n"
+    );
+    assert!(
+        h.feed(ALICE, &ack).is_empty(),
+        "nothing sent before the route is known"
+    );
+    let (id, uri, purpose) = next_resolution(&mut h);
+    assert_eq!(
+        (uri.as_str(), purpose),
+        ("sip:edge.itsp.example;lr", RoutePurpose::NextHop)
+    );
+    h.server.resolve_route(
+        h.now,
+        id,
+        Resolution::Found(vec![external(vec![provider(PROVIDER_2)])]),
+    );
+    let out = h.drain();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].0, addr(PROVIDER_2));
+    assert!(out[0]
+        .1
+        .starts_with(&format!("ACK sip:carol@{PROVIDER_1} SIP/2.0")));
+}
