@@ -117,6 +117,16 @@ pub struct NameServer {
 impl NameServer {
     /// Serves `zones` on 127.0.0.1, UDP and TCP on the same free port.
     pub fn start(zones: Vec<Zone>) -> Result<NameServer> {
+        NameServer::start_on(zones, true)
+    }
+
+    /// Serves `zones` over UDP alone: an answer too big for a datagram arrives truncated
+    /// and cannot be fetched again over TCP.
+    pub fn start_udp_only(zones: Vec<Zone>) -> Result<NameServer> {
+        NameServer::start_on(zones, false)
+    }
+
+    fn start_on(zones: Vec<Zone>, tcp: bool) -> Result<NameServer> {
         let mut catalog = Catalog::new();
         for zone in zones {
             let mut handler = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(
@@ -148,11 +158,13 @@ impl NameServer {
                 .await
                 .context("binding the name server's socket took too long")??;
                 let addr = socket.local_addr()?;
-                let Ok(listener) = tokio::net::TcpListener::bind(addr).await else {
-                    continue;
-                };
+                if tcp {
+                    let Ok(listener) = tokio::net::TcpListener::bind(addr).await else {
+                        continue;
+                    };
+                    server.register_listener(listener, LIMIT, 64);
+                }
                 server.register_socket(socket);
-                server.register_listener(listener, LIMIT, 64);
                 return anyhow::Ok((server, addr));
             }
             anyhow::bail!("no port free for both UDP and TCP")

@@ -511,3 +511,51 @@ fn route_explains_its_decisions() -> Result<()> {
     ensure!(out.exit_code == Some(2), "not a number:\n{out:?}");
     Ok(())
 }
+
+/// Acceptance 6, truncation: over UDP alone, the huge answer arrives truncated and cannot
+/// be fetched whole; the call gets 480 naming the failed lookup, and the log says why.
+#[test]
+fn a_truncated_answer_that_cannot_be_refetched_is_a_clear_sip_error() -> Result<()> {
+    let dir = test_dir("routing-truncated-")?;
+    let mut zone = Zone::new("e164.arpa")?;
+    for preference in 0..60u16 {
+        zone = zone.naptr(
+            NUMBER_ENUM,
+            (100, 100 + preference),
+            "u",
+            "E2U+sip",
+            &format!(r"!^\+43(.*)$!sip:\1-{preference:03}@itsp-a.example;some-long-parameter=padding-padding!"),
+            ".",
+        )?;
+    }
+    let dns = NameServer::start_udp_only(vec![zone])?;
+    let config = routing_config(&dir, dns.addr(), "")?;
+    let mut open = NodeConfig::open();
+    open.extra_args = vec![
+        "--config".into(),
+        config.display().to_string(),
+        "--trusted-peer".into(),
+        "127.0.0.0/8".into(),
+    ];
+    let node = Node::start(&open)?;
+    let client = UdpClient::new(node.udp_addr())?;
+    let result = (|| -> Result<()> {
+        let uri = format!("tel:{NUMBER}");
+        let response = client.expect_response(
+            &invite(&client, &uri, "sip:a@b.example"),
+            Duration::from_secs(15),
+        )?;
+        ensure!(
+            response.status == 480 && response.reason.contains("ENUM lookup failed"),
+            "expected 480 naming the failed ENUM lookup, got:\n{}",
+            response.raw
+        );
+        let log = node.stderr_tail();
+        ensure!(
+            log.contains("ENUM lookup failed"),
+            "no warning in the log:\n{log}"
+        );
+        Ok(())
+    })();
+    node.context(result)
+}

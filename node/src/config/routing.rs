@@ -348,3 +348,7 @@ fn is_domain_name(text: &str) -> bool {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;

@@ -355,10 +355,9 @@ impl Chain {
                     return Ok(None);
                 }
                 Err(error) => {
+                    tracing::warn!(%name, %error, "ENUM lookup failed");
                     trace.note(|| format!("ENUM: {name}: {error}"));
-                    return Err(EnumFailure::Temporary(format!(
-                        "ENUM lookup failed: {error}"
-                    )));
+                    return Err(EnumFailure::Temporary("ENUM lookup failed".to_owned()));
                 }
             };
             until = until.min(lookup.valid_until());
