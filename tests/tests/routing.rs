@@ -60,6 +60,23 @@ fn provider_zone(domain: &str, service: &str, targets: &[(u16, u16)]) -> Result<
     Ok(zone)
 }
 
+/// `zone` with 60 ENUM NAPTRs of 100-odd bytes at `owner`: far beyond 512 bytes, so an
+/// answer over UDP is truncated. The best (lowest preference) maps the number to
+/// `sip:<digits>-000@itsp-a.example;...`.
+fn with_huge_naptr_set(mut zone: Zone, owner: &str) -> Result<Zone> {
+    for preference in 0..60u16 {
+        zone = zone.naptr(
+            owner,
+            (100, 100 + preference),
+            "u",
+            "E2U+sip",
+            &format!(r"!^\+43(.*)$!sip:\1-{preference:03}@itsp-a.example;some-long-parameter=padding-padding!"),
+            ".",
+        )?;
+    }
+    Ok(zone)
+}
+
 /// A config file naming the test's name server, plus `extra` TOML.
 fn routing_config(dir: &TestDir, dns: SocketAddr, extra: &str) -> Result<PathBuf> {
     let path = dir.path().join("routing.toml");
@@ -385,17 +402,7 @@ fn broken_dns_data_is_a_clear_sip_error() -> Result<()> {
         .cname(&enum_name('3'), "loop-a.e164.arpa")?
         .cname("loop-a.e164.arpa", "loop-b.e164.arpa")?
         .cname("loop-b.e164.arpa", "loop-a.e164.arpa")?;
-    // 60 records of 100-odd bytes: far beyond 512 bytes, so UDP answers are truncated.
-    for preference in 0..60u16 {
-        zone = zone.naptr(
-            &enum_name('4'),
-            (100, 100 + preference),
-            "u",
-            "E2U+sip",
-            &format!(r"!^\+43(.*)$!sip:\1-{preference:03}@itsp-a.example;some-long-parameter=padding-padding!"),
-            ".",
-        )?;
-    }
+    zone = with_huge_naptr_set(zone, &enum_name('4'))?;
     let dns = NameServer::start(vec![
         zone,
         provider_zone(
@@ -517,17 +524,7 @@ fn route_explains_its_decisions() -> Result<()> {
 #[test]
 fn a_truncated_answer_that_cannot_be_refetched_is_a_clear_sip_error() -> Result<()> {
     let dir = test_dir("routing-truncated-")?;
-    let mut zone = Zone::new("e164.arpa")?;
-    for preference in 0..60u16 {
-        zone = zone.naptr(
-            NUMBER_ENUM,
-            (100, 100 + preference),
-            "u",
-            "E2U+sip",
-            &format!(r"!^\+43(.*)$!sip:\1-{preference:03}@itsp-a.example;some-long-parameter=padding-padding!"),
-            ".",
-        )?;
-    }
+    let zone = with_huge_naptr_set(Zone::new("e164.arpa")?, NUMBER_ENUM)?;
     let dns = NameServer::start_udp_only(vec![zone])?;
     let config = routing_config(&dir, dns.addr(), "")?;
     let mut open = NodeConfig::open();
