@@ -58,6 +58,34 @@ pub struct Core {
     /// None in single-node mode.
     overlay: Option<OverlayLink>,
     routing: RoutingChain,
+    stun: StunCounters,
+}
+
+/// STUN datagrams on the SIP UDP ports, answered or dropped; logged when the core stops.
+#[derive(Debug, Default)]
+struct StunCounters {
+    answered: u64,
+    dropped: u64,
+}
+
+impl StunCounters {
+    /// Answers a Binding request at once with a non-blocking send: a response lost to a full
+    /// socket buffer is retransmitted for by the client.
+    fn answer(&mut self, endpoint: &UdpEndpoint, datagram: &[u8], remote: std::net::SocketAddr) {
+        match nat::stun::answer_binding(datagram, remote) {
+            Ok(response) => match endpoint.socket.try_send_to(&response, remote) {
+                Ok(_) => self.answered += 1,
+                Err(error) => {
+                    self.dropped += 1;
+                    tracing::debug!(%error, %remote, "STUN response not sent");
+                }
+            },
+            Err(reason) => {
+                self.dropped += 1;
+                tracing::debug!(%reason, %remote, "STUN datagram dropped");
+            }
+        }
+    }
 }
 
 /// Why the core woke up.
@@ -90,6 +118,7 @@ impl Core {
             timer_deadline: None,
             overlay,
             routing,
+            stun: StunCounters::default(),
             overload: OverloadDetector::default(),
             overload_log: LogThrottle::new(OVERLOAD_LOG_INTERVAL),
         }
@@ -173,6 +202,9 @@ impl Core {
             messages_in = stats.messages_in,
             messages_out = stats.messages_out,
             parse_errors = stats.parse_errors,
+            keepalives = stats.keepalives,
+            stun_answered = self.stun.answered,
+            stun_dropped = self.stun.dropped,
             "core stopped"
         );
         if let Some(link) = self.overlay.take() {
@@ -292,14 +324,20 @@ impl Core {
                 match endpoint.socket.try_recv_from(&mut self.recv_buffer) {
                     Ok((len, remote)) => {
                         found_full_batch |= read + 1 == RECV_BATCH;
+                        let datagram = &self.recv_buffer[..len];
+                        if nat::stun::is_stun(datagram) {
+                            // STUN on the SIP port (RFC 5626 4.4.2): keepalives and
+                            // address discovery, answered here, never seen by SIP.
+                            self.stun.answer(endpoint, datagram, remote);
+                            continue;
+                        }
                         let peer = Peer {
                             transport: Transport::Udp,
                             remote,
                             local: endpoint.local,
                             connection: None,
                         };
-                        self.server
-                            .handle_input(now, peer, &self.recv_buffer[..len]);
+                        self.server.handle_input(now, peer, datagram);
                     }
                     Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
                     // ICMP errors surfacing from earlier sends: nothing to do, keep reading.

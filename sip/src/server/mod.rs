@@ -11,6 +11,7 @@ mod authorize;
 pub mod identity;
 pub mod ids;
 mod local;
+mod nat;
 pub mod overlay;
 mod overload;
 mod proxy;
@@ -173,6 +174,8 @@ pub struct ServerStats {
     pub overload_rejections: u64,
     /// Requests dropped because their source exceeded its request rate.
     pub rate_limited: u64,
+    /// CRLF keepalives received over UDP (and ignored).
+    pub keepalives: u64,
 }
 
 /// Context of a server transaction: the fork it feeds, if the request was proxied.
@@ -283,6 +286,10 @@ impl SipServer {
     /// Feeds one complete message (a UDP datagram, or a message framed off a stream by
     /// [`crate::message::frame_stream`]).
     pub fn handle_input(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
+        if from.transport == crate::transport::Transport::Udp && nat::is_crlf_keepalive(bytes) {
+            self.stats.keepalives += 1;
+            return;
+        }
         self.stats.messages_in += 1;
         let msg = match Message::parse(bytes) {
             Ok(msg) => msg,
@@ -315,7 +322,14 @@ impl SipServer {
             return;
         }
         if msg.is_request() {
-            self.handle_request(now, from, &msg);
+            // The top Via gets received and rport (RFC 3581) before anything answers or
+            // forwards the request, so that every copy carries them.
+            let fixed = SipServer::with_received(&msg, from);
+            let reparsed = fixed.as_deref().map(Message::parse);
+            match reparsed {
+                Some(Ok(fixed)) => self.handle_request(now, from, &fixed),
+                Some(Err(_)) | None => self.handle_request(now, from, &msg),
+            }
         } else {
             self.handle_response(now, from, &msg);
         }

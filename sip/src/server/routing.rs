@@ -373,13 +373,22 @@ impl SipServer {
     }
 
     /// Where to send a request for a phone's binding. Bindings made over a stream reuse that
-    /// connection (phones behind NAT can only be reached that way); others go to the contact
-    /// address, or to the REGISTER's source when the contact is not an IP address.
+    /// connection (phones behind NAT can only be reached that way); a UDP binding whose
+    /// contact is a private address behind NAT goes to the REGISTER's source; others go to
+    /// the contact address, or to the REGISTER's source when the contact is not an IP
+    /// address.
     fn peer_for_binding(&mut self, contact: &Uri<'_>, source: Peer) -> Option<Peer> {
         let contact_transport = uri_transport(contact);
         if source.transport.is_reliable()
             && source.connection.is_some()
             && contact_transport.is_none_or(|t| t == source.transport)
+        {
+            return Some(source);
+        }
+        // A phone behind NAT is reached through the mapping its REGISTER came through.
+        if source.transport == Transport::Udp
+            && contact_transport.is_none_or(|t| t == Transport::Udp)
+            && super::nat::contact_behind_nat(contact, source)
         {
             return Some(source);
         }

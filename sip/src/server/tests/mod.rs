@@ -3,6 +3,7 @@
 use super::*;
 
 mod authorize;
+mod nat;
 mod overlay;
 mod overload;
 mod resolve;
