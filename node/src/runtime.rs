@@ -13,14 +13,14 @@ use crate::connections::Connections;
 use crate::log_throttle::LogThrottle;
 use crate::overlay_link::{LinkInput, OverlayLink, INPUT_BATCH};
 use crate::overload::OverloadDetector;
-use crate::routing::{ResolutionDone, RoutingChain};
+use crate::routing::{Query, ResolutionDone, RoutingChain};
 
 /// At most one warning about overload per this interval (a node at its capacity can enter
 /// and leave overload many times a second).
 const OVERLOAD_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 use crate::stream::StreamEvent;
 use crate::udp::{self, UdpEndpoint, RECV_BATCH};
-use sip::server::SipServer;
+use sip::server::{ServerEvent, SipServer};
 use sip::transport::{ConnectionId, Peer, Transport};
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -259,9 +259,31 @@ impl Core {
     fn start_routes(&mut self, now: Instant) {
         // Bounded: the server queues at most what this turn's input produced.
         while let Some(event) = self.server.poll_event() {
+            let (id, query) = match event {
+                ServerEvent::Resolve {
+                    id,
+                    uri,
+                    aor,
+                    purpose,
+                    external,
+                } => (
+                    id,
+                    Query {
+                        uri,
+                        aor,
+                        purpose,
+                        external,
+                    },
+                ),
+                // No part of the node originates requests yet.
+                ServerEvent::RequestDone { id, status } => {
+                    tracing::debug!(request = id.0, status, "originated request ended");
+                    continue;
+                }
+            };
             let overlay = &mut self.overlay;
             self.routing
-                .start(now, &mut self.server, event, &mut |serving| {
+                .start(now, &mut self.server, id, query, &mut |serving| {
                     if let Some(link) = overlay.as_mut() {
                         link.remember_addresses(serving);
                     }

@@ -22,7 +22,7 @@ use crate::route_cache::{CachedRoute, RouteCache, ServingPeers};
 use crate::tls_client::{TlsClients, TlsTarget};
 pub use chain::{Answer, Chain, ChainConfig, Query, Steps};
 use libp2p::PeerId;
-use sip::server::{Hop, Resolution, ResolveId, ServerEvent, SipServer};
+use sip::server::{Hop, Resolution, ResolveId, SipServer};
 use sip::transport::Transport;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -102,28 +102,16 @@ impl RoutingChain {
         }
     }
 
-    /// Starts resolving what the server asked for this turn. Answers from the cache go
-    /// back at once; `remember` gets the overlay nodes of every answer given now.
+    /// Starts resolving what the server asked (`id`, `query`). An answer from the cache
+    /// goes back at once; `remember` gets the overlay nodes of every answer given now.
     pub fn start(
         &mut self,
         now: Instant,
         server: &mut SipServer,
-        event: ServerEvent,
+        id: ResolveId,
+        query: Query,
         remember: &mut dyn FnMut(&ServingPeers),
     ) {
-        let ServerEvent::Resolve {
-            id,
-            uri,
-            aor,
-            purpose,
-            external,
-        } = event;
-        let query = Query {
-            uri,
-            aor,
-            purpose,
-            external,
-        };
         let key = query.cache_key();
         if let Some(route) = self.cache.get(now, &key) {
             remember(&route.serving);

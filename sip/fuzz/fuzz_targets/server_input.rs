@@ -62,8 +62,11 @@ fn drain(server: &mut SipServer, now: Instant, answer: u8) {
         }
     }
     let mut lookups = Vec::new();
-    while let Some(ServerEvent::Resolve { id, .. }) = server.poll_event() {
-        lookups.push(id);
+    // Bounded: the server queues at most what the input produced.
+    while let Some(event) = server.poll_event() {
+        if let ServerEvent::Resolve { id, .. } = event {
+            lookups.push(id);
+        }
     }
     let overlay = |host: &str| TargetSet {
         hops: vec![Hop::Overlay { host: host.into() }],

@@ -12,6 +12,7 @@ pub mod identity;
 pub mod ids;
 mod local;
 mod nat;
+mod originate;
 pub mod overlay;
 mod overload;
 mod proxy;
@@ -28,6 +29,7 @@ use authorize::DialogTokens;
 use bytes::Bytes;
 use identity::LocalIdentity;
 use ids::IdGenerator;
+pub use originate::{OriginateError, OutgoingRequest, RequestId};
 use overlay::OverlayPeers;
 use proxy::{BranchRef, ForkTable};
 use resolve::PendingRoutes;
@@ -193,6 +195,8 @@ pub(crate) enum ClientCtx {
     Branch(BranchRef),
     /// A CANCEL this node sent for a branch; its responses end here.
     Cancel,
+    /// A request this node originated (see [`SipServer::originate`]).
+    Originated(u64),
 }
 
 pub(crate) type Transactions = TransactionLayer<ClientCtx, ServerCtx>;
@@ -226,6 +230,8 @@ pub struct SipServer {
     /// holds at most what one input produced.
     events: VecDeque<ServerEvent>,
     ids: IdGenerator,
+    /// The id of the last request this node originated.
+    originated_next: u64,
     /// Stateless sends (errors, ACKs for 2xx, stray responses); transaction sends are queued
     /// in the transaction layer. Drained by the caller after every input, so it holds at most
     /// the output of one input.
@@ -277,6 +283,7 @@ impl SipServer {
             overlay_peers: OverlayPeers::default(),
             events: VecDeque::new(),
             ids,
+            originated_next: 0,
             outbox: VecDeque::new(),
             stats: ServerStats::default(),
             config,
@@ -461,16 +468,16 @@ impl SipServer {
     fn drain_transaction_events(&mut self, now: Instant) {
         while let Some(event) = self.transactions.poll_event() {
             match event {
-                TransactionEvent::ClientTimeout { id, ctx } => {
-                    if let ClientCtx::Branch(branch) = ctx {
-                        self.branch_failed(now, id, branch, 408);
-                    }
-                }
-                TransactionEvent::ClientTransportError { id, ctx } => {
-                    if let ClientCtx::Branch(branch) = ctx {
-                        self.branch_failed(now, id, branch, 503);
-                    }
-                }
+                TransactionEvent::ClientTimeout { id, ctx } => match ctx {
+                    ClientCtx::Branch(branch) => self.branch_failed(now, id, branch, 408),
+                    ClientCtx::Originated(request) => self.originated_done(request, 408),
+                    ClientCtx::Cancel => {}
+                },
+                TransactionEvent::ClientTransportError { id, ctx } => match ctx {
+                    ClientCtx::Branch(branch) => self.branch_failed(now, id, branch, 503),
+                    ClientCtx::Originated(request) => self.originated_done(request, 503),
+                    ClientCtx::Cancel => {}
+                },
                 TransactionEvent::ClientTerminated { .. } => {}
                 TransactionEvent::ServerNoAck { .. } => {}
                 TransactionEvent::ServerTransportError { .. } => {}

@@ -61,6 +61,9 @@ pub enum ServerEvent {
         purpose: RoutePurpose,
         external: bool,
     },
+    /// A request this node originated ended with `status`: the final response's, 408
+    /// when none came, 503 when it could not be sent.
+    RequestDone { id: super::RequestId, status: u16 },
 }
 
 /// One place a target set sends the request.

@@ -278,8 +278,16 @@ impl SipServer {
     }
 
     fn on_branch_response(&mut self, now: Instant, id: ClientTxId, status: u16, msg: &Message<'_>) {
-        let Some(ClientCtx::Branch(branch)) = self.transactions.client_ctx(id).copied() else {
-            return; // responses to our CANCELs end here
+        let branch = match self.transactions.client_ctx(id).copied() {
+            Some(ClientCtx::Branch(branch)) => branch,
+            Some(ClientCtx::Originated(request)) => {
+                if status >= 200 {
+                    self.originated_done(request, status);
+                }
+                return;
+            }
+            // Responses to our CANCELs end here.
+            Some(ClientCtx::Cancel) | None => return,
         };
         if status >= 300 && self.transactions.client_kind(id) == Some(TransactionKind::Invite) {
             if let Some(request) = self.transactions.client_request(id).cloned() {

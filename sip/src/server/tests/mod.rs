@@ -4,6 +4,7 @@ use super::*;
 
 mod authorize;
 mod nat;
+mod originate;
 mod overlay;
 mod overload;
 mod resolve;
