@@ -1,7 +1,7 @@
 //! Tests of the overlay link against a real in-process overlay.
 
 use super::*;
-use crate::routing::chain::serving_peers;
+use crate::routing::overlay_step::serving_peers;
 use libp2p::identity::Keypair;
 use overlay::network::OverlayConfig;
 use overlay::record::{EntryDraft, NodeEntry, RegistrationRecord};

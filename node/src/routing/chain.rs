@@ -3,18 +3,16 @@
 //! policy sits before RFC 3263 when configured. Each step can be turned off; each notes
 //! what it did in a [`Trace`], which `p2psip route` prints.
 
-use super::e164::{apply_regexp, sip_steps, EnumStep, E164};
+use super::e164::E164;
+use super::enum_step::{self, EnumFailure};
+use super::overlay_step::{overlay_lookup, OverlayResult};
 use super::peering::{PeerRoute, PeeringTable};
 use super::policy::{self, Federation, PolicyDecision};
 use super::rfc3263::{LocateError, Located, Locator};
 use super::Trace;
 use crate::route_cache::ServingPeers;
-use hickory_resolver::net::{DnsError, NetError, NoRecords};
 use hickory_resolver::proto::rr::{RData, RecordType};
-use overlay::key::Aor;
-use overlay::network::{now_unix, Overlay};
-use overlay::record::RegistrationRecord;
-use overlay::sip_name;
+use overlay::network::Overlay;
 use sip::message::uri::{Scheme, Uri};
 use sip::server::{Hop, Resolution, RoutePurpose, TargetSet, MAX_TARGET_SETS};
 use sip::transport::Transport;
@@ -24,8 +22,6 @@ use std::time::{Duration, Instant};
 
 /// ENUM results routed again, at most, before the chain calls it a loop.
 const MAX_REWRITES: usize = 4;
-/// Non-terminal NAPTRs followed for one number, at most.
-const MAX_NAPTR_HOPS: usize = 4;
 /// How long "nothing found" is remembered: briefly, so a user who registers, or a record
 /// that is fixed, is found soon.
 pub const NOT_FOUND_TTL: Duration = Duration::from_secs(5);
@@ -334,91 +330,7 @@ impl Chain {
         let Some(locator) = &self.inner.locator else {
             return Err(EnumFailure::Temporary("no DNS resolver".to_owned()));
         };
-        let mut name = number.domain(suffix);
-        let mut visited: Vec<String> = Vec::new();
-        let mut until = Instant::now() + MAX_DNS_TTL;
-        for _ in 0..MAX_NAPTR_HOPS {
-            visited.push(name.to_ascii_lowercase());
-            let lookup = match locator.dns().lookup(name.as_str(), RecordType::NAPTR).await {
-                Ok(lookup) => lookup,
-                Err(error) if error.is_no_records_found() => {
-                    if alias_led_elsewhere(&error, &name) {
-                        // The resolver followed CNAMEs (as far as it goes) and found no
-                        // NAPTR at the end: a CNAME loop or a dangling alias in the zone.
-                        tracing::warn!(%name, "ENUM: CNAME chain without a NAPTR at its end");
-                        trace.note(|| format!("ENUM: {name}: CNAME chain leads to no NAPTR"));
-                        return Err(EnumFailure::Broken(
-                            "ENUM: CNAME chain leads nowhere".to_owned(),
-                        ));
-                    }
-                    trace.note(|| format!("ENUM: {name}: no NAPTR"));
-                    return Ok(None);
-                }
-                Err(error) => {
-                    tracing::warn!(%name, %error, "ENUM lookup failed");
-                    trace.note(|| format!("ENUM: {name}: {error}"));
-                    return Err(EnumFailure::Temporary("ENUM lookup failed".to_owned()));
-                }
-            };
-            until = until.min(lookup.valid_until());
-            let records: Vec<_> = lookup
-                .answers()
-                .iter()
-                .filter_map(|record| match &record.data {
-                    RData::NAPTR(naptr) => Some(naptr.clone()),
-                    _ => None,
-                })
-                .collect();
-            let steps = sip_steps(&records);
-            if steps.is_empty() {
-                trace.note(|| format!("ENUM: {name}: no E2U+sip record"));
-                return Ok(None);
-            }
-            let mut broken = None;
-            let mut next = None;
-            for step in steps {
-                match step {
-                    EnumStep::Rewrite(regexp) => match apply_regexp(&regexp, number) {
-                        Ok(target) => {
-                            trace.note(|| format!("ENUM: {name}: NAPTR {regexp:?} gives {target}"));
-                            return Ok(Some((target, until)));
-                        }
-                        Err(error) => {
-                            tracing::warn!(%name, %error, "unusable ENUM record");
-                            trace.note(|| format!("ENUM: {name}: {error}"));
-                            broken = Some(error.short().to_owned());
-                        }
-                    },
-                    EnumStep::Continue(replacement) => {
-                        next = Some(replacement);
-                        break;
-                    }
-                }
-            }
-            match next {
-                Some(replacement) => {
-                    if visited.contains(&replacement.to_ascii_lowercase()) {
-                        tracing::warn!(%name, %replacement, "ENUM NAPTR loop");
-                        trace.note(|| {
-                            format!(
-                                "ENUM: {name}: non-terminal NAPTR back to {replacement}: a loop"
-                            )
-                        });
-                        return Err(EnumFailure::Broken("ENUM NAPTR loop".to_owned()));
-                    }
-                    trace.note(|| format!("ENUM: {name}: non-terminal NAPTR to {replacement}"));
-                    name = replacement;
-                }
-                None => {
-                    return Err(EnumFailure::Broken(
-                        broken.unwrap_or_else(|| "no usable ENUM record".to_owned()),
-                    ))
-                }
-            }
-        }
-        tracing::warn!(%name, "ENUM: too many non-terminal NAPTRs");
-        trace.note(|| format!("ENUM: more than {MAX_NAPTR_HOPS} non-terminal NAPTRs"));
-        Err(EnumFailure::Broken("ENUM NAPTR loop".to_owned()))
+        enum_step::lookup(locator.dns(), number, suffix, trace).await
     }
 
     /// RFC 3263 alone, for a next hop whose Request-URI stays.
@@ -618,34 +530,12 @@ impl Chain {
     }
 }
 
-/// True when a "no records" answer is for another name than the one asked: the resolver
-/// followed aliases to it.
-fn alias_led_elsewhere(error: &NetError, asked: &str) -> bool {
-    match error {
-        NetError::Dns(DnsError::NoRecordsFound(NoRecords { query, .. })) => {
-            let answered = query.name().to_ascii();
-            !answered
-                .trim_end_matches('.')
-                .eq_ignore_ascii_case(asked.trim_end_matches('.'))
-        }
-        _ => false,
-    }
-}
-
 /// Where the domain policy step leaves a request.
 enum PolicyStep {
     /// No policy applies: RFC 3263 as usual.
     Open,
     /// The policy decided: this answer.
     Done(Answer),
-}
-
-/// Why ENUM gave nothing usable.
-enum EnumFailure {
-    /// DNS did not answer: try again later.
-    Temporary(String),
-    /// The records are broken (bad regexp, loop): a configuration fault at the zone.
-    Broken(String),
 }
 
 /// An ENUM result's answer: every set carries the rewritten Request-URI (unless a later
@@ -660,76 +550,4 @@ fn with_request_uri(mut answer: Answer, target: &str, until: Instant) -> Answer 
     }
     answer.cache_until = answer.cache_until.map(|at| at.min(until));
     answer
-}
-
-enum OverlayResult {
-    Found(Answer),
-    NotFound,
-    Failed(String),
-}
-
-/// The distinct nodes serving live bindings of `record`, best binding first, and how long
-/// the longest of those bindings stays live; None when no binding is live.
-pub(crate) fn serving_peers(
-    record: &RegistrationRecord,
-    now_unix: u64,
-) -> Option<(ServingPeers, Duration)> {
-    let mut serving: ServingPeers = Vec::new();
-    let mut latest_expiry = now_unix;
-    for live in record.live_bindings(now_unix) {
-        latest_expiry = latest_expiry.max(live.binding.expires_at);
-        if !serving.iter().any(|(peer, _)| *peer == live.serving_peer) {
-            serving.push((live.serving_peer, live.serving_addrs.to_vec()));
-        }
-    }
-    (!serving.is_empty()).then(|| (serving, Duration::from_secs(latest_expiry - now_unix)))
-}
-
-/// The overlay step: the nodes serving live bindings of `aor`.
-async fn overlay_lookup(overlay: &Overlay, aor: &str, trace: &mut Trace) -> OverlayResult {
-    let key = match Aor::parse(aor) {
-        Ok(key) => key,
-        Err(error) => {
-            trace.note(|| format!("overlay: {aor}: {error}"));
-            return OverlayResult::NotFound;
-        }
-    };
-    match overlay.lookup(key).await {
-        Ok(Some(record)) => {
-            let Some((serving, live_for)) = serving_peers(&record, now_unix()) else {
-                trace.note(|| format!("overlay: {aor}: registered, no live binding"));
-                return OverlayResult::NotFound;
-            };
-            trace.note(|| {
-                let peers: Vec<String> = serving.iter().map(|(peer, _)| peer.to_string()).collect();
-                format!("overlay: {aor}: served by {}", peers.join(", "))
-            });
-            let valid_for = live_for.min(OVERLAY_ROUTE_TTL);
-            let hops = serving
-                .iter()
-                .map(|(peer, _)| Hop::Overlay {
-                    host: sip_name::host_name(peer),
-                })
-                .collect();
-            OverlayResult::Found(Answer {
-                resolution: Resolution::Found(vec![TargetSet {
-                    hops,
-                    request_uri: None,
-                    leaves_overlay: false,
-                }]),
-                cache_until: Some(Instant::now() + valid_for),
-                serving,
-                federation: None,
-            })
-        }
-        Ok(None) => {
-            trace.note(|| format!("overlay: {aor}: no record"));
-            OverlayResult::NotFound
-        }
-        Err(error) => {
-            tracing::debug!(%error, "overlay lookup failed");
-            trace.note(|| format!("overlay: {aor}: {error}"));
-            OverlayResult::Failed("overlay lookup failed".to_owned())
-        }
-    }
 }

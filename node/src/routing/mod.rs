@@ -14,6 +14,8 @@
 
 pub mod chain;
 pub mod e164;
+mod enum_step;
+pub(crate) mod overlay_step;
 pub mod peering;
 pub mod policy;
 pub mod rfc3263;
