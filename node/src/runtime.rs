@@ -13,6 +13,7 @@ use crate::connections::Connections;
 use crate::log_throttle::LogThrottle;
 use crate::overlay_link::{LinkInput, OverlayLink, INPUT_BATCH};
 use crate::overload::OverloadDetector;
+use crate::route_cache::ServingPeers;
 use crate::routing::{Query, ResolutionDone, RoutingChain};
 
 /// At most one warning about overload per this interval (a node at its capacity can enter
@@ -281,24 +282,23 @@ impl Core {
                     continue;
                 }
             };
-            let overlay = &mut self.overlay;
-            self.routing
-                .start(now, &mut self.server, id, query, &mut |serving| {
-                    if let Some(link) = overlay.as_mut() {
-                        link.remember_addresses(serving);
-                    }
-                });
+            self.routing.start(
+                now,
+                &mut self.server,
+                id,
+                query,
+                &mut remember_in(&mut self.overlay),
+            );
         }
     }
 
     fn finish_route(&mut self, now: Instant, done: ResolutionDone) {
-        let overlay = &mut self.overlay;
-        self.routing
-            .finish(now, &mut self.server, done, &mut |serving| {
-                if let Some(link) = overlay.as_mut() {
-                    link.remember_addresses(serving);
-                }
-            });
+        self.routing.finish(
+            now,
+            &mut self.server,
+            done,
+            &mut remember_in(&mut self.overlay),
+        );
     }
 
     fn handle_event(&mut self, now: Instant, event: StreamEvent) {
@@ -437,6 +437,16 @@ impl Core {
             self.timer
                 .as_mut()
                 .reset(tokio::time::Instant::from_std(deadline));
+        }
+    }
+}
+
+/// Where the routing chain leaves the addresses of the overlay nodes it found: the overlay
+/// link's dialling cache (nowhere without an overlay).
+fn remember_in(overlay: &mut Option<OverlayLink>) -> impl FnMut(&ServingPeers) + '_ {
+    move |serving| {
+        if let Some(link) = overlay.as_mut() {
+            link.remember_addresses(serving);
         }
     }
 }

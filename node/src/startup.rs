@@ -68,18 +68,14 @@ pub fn routing_chain(
     Chain::new(config.routing.chain.clone(), locator, overlay)
 }
 
-/// Addresses a wildcard listener receives on besides the one it advertises: every
-/// interface address of its family, so that a URI naming any of them is this node.
-fn wildcard_aliases(listeners: &[Listener]) -> Vec<String> {
-    let wildcard = listeners.iter().any(|l| l.addr.ip().is_unspecified());
-    if !wildcard {
+/// The interface addresses a wildcard listener receives on, listed once at start-up (for
+/// the node's aliases and the public-address warning); none without a wildcard listener.
+fn wildcard_addresses(listeners: &[Listener]) -> Vec<IpAddr> {
+    if !listeners.iter().any(|l| l.addr.ip().is_unspecified()) {
         return Vec::new();
     }
     match if_addrs::get_if_addrs() {
-        Ok(interfaces) => interfaces
-            .into_iter()
-            .map(|interface| interface.ip().to_string())
-            .collect(),
+        Ok(interfaces) => interfaces.iter().map(|interface| interface.ip()).collect(),
         Err(error) => {
             tracing::debug!(%error, "interface addresses unknown");
             Vec::new()
@@ -150,11 +146,12 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
         &config.routing.chain.federations,
     )?);
 
+    let interfaces = wildcard_addresses(&listeners);
     if !config.server.open && users.is_empty() {
         tracing::warn!("no users and not --open: every REGISTER will be refused");
     }
     if config.server.open {
-        if let Some(public) = public_listen_address(&listeners) {
+        if let Some(public) = public_listen_address(&listeners, &interfaces) {
             tracing::warn!(
                 address = %public,
                 "--open on a public address: anyone who can reach it may register \
@@ -181,7 +178,7 @@ pub async fn run(config: NodeConfig, users: Vec<Credential>) -> Result<(), RunEr
     rand::RngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut random_seed)
         .map_err(|e| RunError::Io(format!("no OS randomness: {e}")))?;
     let mut aliases = config.server.aliases.clone();
-    aliases.extend(wildcard_aliases(&listeners));
+    aliases.extend(interfaces.iter().map(IpAddr::to_string));
     let server_config = ServerConfig {
         listeners: listeners.clone(),
         users,
@@ -484,14 +481,7 @@ fn interface_address(ipv4: bool) -> Option<IpAddr> {
 
 /// A listener address reachable from the Internet, if any: a public IP bound directly, or
 /// a public interface address behind a wildcard bind.
-fn public_listen_address(listeners: &[Listener]) -> Option<IpAddr> {
-    let interfaces: Vec<IpAddr> = if listeners.iter().any(|l| l.addr.ip().is_unspecified()) {
-        if_addrs::get_if_addrs()
-            .map(|all| all.iter().map(|i| i.ip()).collect())
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+fn public_listen_address(listeners: &[Listener], interfaces: &[IpAddr]) -> Option<IpAddr> {
     listeners.iter().find_map(|l| {
         let ip = l.addr.ip();
         if ip.is_unspecified() {
@@ -508,24 +498,11 @@ fn public_listen_address(listeners: &[Listener]) -> Option<IpAddr> {
 /// (RFC 6598) and link-local ranges.
 fn is_public_address(ip: &IpAddr) -> bool {
     match ip.to_canonical() {
+        ip if sip::transport::is_private_address(ip) => false,
         IpAddr::V4(v4) => {
-            let shared = v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64;
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || shared)
+            !(v4.is_loopback() || v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast())
         }
-        IpAddr::V6(v6) => {
-            let unique_local = (v6.segments()[0] & 0xfe00) == 0xfc00;
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || unique_local
-                || is_link_local(&IpAddr::V6(v6)))
-        }
+        IpAddr::V6(v6) => !(v6.is_loopback() || v6.is_unspecified() || v6.is_multicast()),
     }
 }
 

@@ -52,26 +52,29 @@ impl TlsClients {
         federations: &[Federation],
     ) -> Result<TlsClients, ConfigError> {
         let provider = provider();
-        let mut roots = RootCertStore::empty();
+        // The system's roots are read once, here: named servers trust them, and so do
+        // federations without a CA of their own.
         let native = rustls_native_certs::load_native_certs();
         for error in &native.errors {
             tracing::debug!(%error, "a system trust root could not be read");
         }
-        let (_added, _ignored) = roots.add_parsable_certificates(native.certs);
+        let mut system = RootCertStore::empty();
+        let (_added, _ignored) = system.add_parsable_certificates(native.certs);
+        let mut roots = system.clone();
         for path in extra_cas {
             add_cas(&mut roots, path)?;
         }
         let verified = client(provider.clone(), roots, None)?;
         let mut by_id = HashMap::new();
         for federation in federations {
-            let mut roots = RootCertStore::empty();
-            match &federation.tls_ca {
-                Some(ca) => add_cas(&mut roots, ca)?,
-                None => {
-                    let native = rustls_native_certs::load_native_certs();
-                    roots.add_parsable_certificates(native.certs);
+            let roots = match &federation.tls_ca {
+                Some(ca) => {
+                    let mut roots = RootCertStore::empty();
+                    add_cas(&mut roots, ca)?;
+                    roots
                 }
-            }
+                None => system.clone(),
+            };
             let identity = match (&federation.tls_cert, &federation.tls_key) {
                 (Some(cert), Some(key)) => {
                     Some((crate::tls::read_certs(cert)?, crate::tls::read_key(key)?))

@@ -95,3 +95,20 @@ pub struct Transmit {
     pub to: Peer,
     pub payload: bytes::Bytes,
 }
+
+/// True for addresses of private networks, which a host elsewhere cannot reach: RFC 1918,
+/// the shared address space of carrier-grade NAT (100.64.0.0/10), unique-local IPv6
+/// (fc00::/7) and link-local addresses. The SIP NAT handling and the node's start-up
+/// checks classify addresses with it.
+pub fn is_private_address(ip: std::net::IpAddr) -> bool {
+    match ip.to_canonical() {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private() || v4.is_link_local() || (a == 100 && (b & 0xc0) == 64)
+        }
+        std::net::IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
+    }
+}

@@ -757,13 +757,7 @@ pub fn resolve(args: &NodeArgs, env: &Environment) -> Result<NodeConfig, ConfigE
 
     let aliases = file.aliases.clone().unwrap_or_default();
     for alias in &aliases {
-        let host = alias.trim_start_matches('[').trim_end_matches(']');
-        let valid = host.parse::<std::net::IpAddr>().is_ok()
-            || (!host.is_empty()
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.')));
-        if !valid {
+        if !crate::routing::is_host(alias) {
             return Err(invalid(
                 file_origin("aliases"),
                 alias,

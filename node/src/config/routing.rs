@@ -37,7 +37,7 @@ use super::{invalid, parse_dns_server, parse_trusted_peer, ConfigError, Origin};
 use crate::routing::e164::E164;
 use crate::routing::peering::{Gateway, PeerRoute, PeeringTable};
 use crate::routing::policy::Federation;
-use crate::routing::{ChainConfig, Steps};
+use crate::routing::{is_domain_name, ChainConfig, Steps};
 use serde::Deserialize;
 use sip::transport::Transport;
 use std::net::SocketAddr;
@@ -334,19 +334,6 @@ fn peer_route<'a>(
             .collect(),
         gateways,
     }))
-}
-
-fn is_domain_name(text: &str) -> bool {
-    let text = text.trim_end_matches('.');
-    !text.is_empty()
-        && text.len() <= 253
-        && text.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
 }
 
 #[cfg(test)]

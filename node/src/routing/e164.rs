@@ -37,10 +37,8 @@ impl E164 {
     /// The number a URI names: a `tel:` URI's, or the user part of a SIP URI with
     /// `user=phone` or a user part that is a global number.
     pub fn of_uri(uri: &Uri<'_>) -> Option<E164> {
-        let user = uri.user_unescaped()?;
         match uri.scheme {
-            Scheme::Tel => E164::parse(&user),
-            Scheme::Sip | Scheme::Sips => E164::parse(&user),
+            Scheme::Tel | Scheme::Sip | Scheme::Sips => E164::parse(&uri.user_unescaped()?),
             Scheme::Other => None,
         }
     }

@@ -39,6 +39,27 @@ pub const MAX_RESOLUTIONS: usize = 256;
 /// Routes remembered (least recently used forgotten first).
 pub const ROUTE_CACHE: usize = 65_536;
 
+/// True for a DNS name: dot-separated labels of letters, digits, `-` and `_` (SRV labels),
+/// 63 bytes each at most, 253 in all; a final dot is allowed.
+pub fn is_domain_name(text: &str) -> bool {
+    let text = text.trim_end_matches('.');
+    !text.is_empty()
+        && text.len() <= 253
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// True for a host: an IP address (IPv6 with or without brackets) or a domain name.
+pub fn is_host(text: &str) -> bool {
+    let bare = text.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<std::net::IpAddr>().is_ok() || is_domain_name(text)
+}
+
 /// The notes of one run of the chain, for `p2psip route`; off (nothing formatted) on the
 /// request path.
 #[derive(Debug, Default)]

@@ -41,12 +41,7 @@ impl Gateway {
                 .map_err(|_| format!("bad port: {FORM}"))?,
             None => transport.default_port(),
         };
-        let valid_host = host.parse::<std::net::IpAddr>().is_ok()
-            || (!host.is_empty()
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.')));
-        if !valid_host || port == 0 {
+        if !super::is_host(host) || port == 0 {
             return Err(FORM.to_owned());
         }
         Ok(Gateway {

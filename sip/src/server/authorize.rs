@@ -219,10 +219,16 @@ impl SipServer {
             }
             return Ok(policy);
         }
+        // Only a local user may claim to be one; who has no users has none to claim.
+        let claimed = if self.credentials.is_empty() {
+            None
+        } else {
+            self.claimed_local_identity(msg)
+        };
         if self.config.require_authenticated_inbound
             && destination != Destination::Elsewhere
+            && claimed.is_none()
             && !self.is_authenticated_peer(from)
-            && (self.credentials.is_empty() || self.claimed_local_identity(msg).is_none())
         {
             return Err(Refusal::Forbidden("not an authenticated peer"));
         }
@@ -234,7 +240,6 @@ impl SipServer {
             }
             return Ok(policy);
         }
-        let claimed = self.claimed_local_identity(msg);
         if destination != Destination::Elsewhere && claimed.is_none() {
             return Ok(policy);
         }

@@ -83,12 +83,16 @@ impl LocalIdentity {
     /// resolved hop there would send the request back to this node.
     pub fn is_listener_address(&self, transport: Transport, addr: std::net::SocketAddr) -> bool {
         let ip = addr.ip().to_canonical();
+        let is_alias = || {
+            self.aliases
+                .iter()
+                .any(|alias| alias.parse::<std::net::IpAddr>() == Ok(ip))
+        };
         self.listeners.iter().any(|l| {
             l.transport == transport
                 && l.addr.port() == addr.port()
                 && (l.addr.ip() == ip
-                    || (l.addr.ip().is_unspecified()
-                        && (ip.is_loopback() || self.aliases.iter().any(|a| *a == ip.to_string()))))
+                    || (l.addr.ip().is_unspecified() && (ip.is_loopback() || is_alias())))
         })
     }
 

@@ -9,7 +9,7 @@
 use super::SipServer;
 use crate::message::uri::Uri;
 use crate::message::{HeaderName, Message, MessageEditor};
-use crate::transport::{Peer, Transport};
+use crate::transport::{is_private_address, Peer, Transport};
 use std::net::IpAddr;
 
 impl SipServer {
@@ -81,20 +81,7 @@ pub(super) fn contact_behind_nat(contact: &Uri<'_>, source: Peer) -> bool {
         return false;
     };
     let ip = ip.to_canonical();
-    ip != source.remote.ip().to_canonical() && is_private(ip)
-}
-
-fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_private() || v4.is_link_local() || (a == 100 && (64..128).contains(&b))
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
-        }
-    }
+    ip != source.remote.ip().to_canonical() && is_private_address(ip)
 }
 
 #[cfg(test)]

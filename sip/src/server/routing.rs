@@ -166,6 +166,7 @@ impl SipServer {
                 own_routes,
                 policy,
                 destination,
+                RoutePurpose::NextHop,
                 "Not Found (no route to next hop)",
             );
         }
@@ -176,16 +177,14 @@ impl SipServer {
                     Ok(policy) => policy,
                     Err(refusal) => return RouteDecision::Refuse(refusal),
                 };
-                let query = RouteQuery {
-                    uri: request_uri.raw.to_owned(),
-                    aor: None,
-                    purpose: RoutePurpose::Foreign,
+                return self.next_hop(
+                    request_uri,
                     own_routes,
                     policy,
-                    authorized: Destination::Elsewhere,
-                    known_user: false,
-                };
-                return self.resolve_or_reject(query, "Not Found (no route for tel URI)");
+                    Destination::Elsewhere,
+                    RoutePurpose::Foreign,
+                    "Not Found (no route for tel URI)",
+                );
             }
             Scheme::Other => return RouteDecision::Reject(416, "Unsupported URI Scheme"),
         }
@@ -204,47 +203,38 @@ impl SipServer {
         if served {
             return self.route_to_local_user(now, from, request_uri, own_routes, policy);
         }
-        // A target outside our domains. An IP literal (or an overlay host) is the next hop
-        // itself; a domain goes through the routing chain: all of it for a new request, RFC
+        // A target outside our domains: the routing chain, all of it for a new request, RFC
         // 3263 alone for an in-dialog request (a phone's or a provider's Contact).
-        if let Some(peer) = self.peer_for_uri(request_uri) {
-            return RouteDecision::Forward(
-                vec![Target {
-                    request_uri: None,
-                    peer,
-                    pop_routes: own_routes,
-                }],
-                policy,
-            );
-        }
         let in_dialog = msg
             .to()
             .and_then(Result::ok)
             .is_some_and(|to| to.tag().is_some());
-        let query = RouteQuery {
-            uri: request_uri.raw.to_owned(),
-            aor: None,
-            purpose: if in_dialog {
-                RoutePurpose::NextHop
-            } else {
-                RoutePurpose::Foreign
-            },
+        let purpose = if in_dialog {
+            RoutePurpose::NextHop
+        } else {
+            RoutePurpose::Foreign
+        };
+        self.next_hop(
+            request_uri,
             own_routes,
             policy,
-            authorized: destination,
-            known_user: false,
-        };
-        self.resolve_or_reject(query, "Not Found (no route to domain)")
+            destination,
+            purpose,
+            "Not Found (no route to domain)",
+        )
     }
 
     /// Forwards to the one next hop `uri` names, keeping the Request-URI: at once for an
-    /// IP literal, through RFC 3263 for a host name, or 404 with `not_found`.
+    /// IP literal or an overlay host, else through the routing chain for `purpose` (the
+    /// request was authorised for `authorized`, to be edited as `policy` says); 404
+    /// with `not_found` when the node runs no chain.
     fn next_hop(
         &mut self,
         uri: &Uri<'_>,
         own_routes: usize,
         policy: ForwardPolicy,
         authorized: Destination,
+        purpose: RoutePurpose,
         not_found: &'static str,
     ) -> RouteDecision {
         match self.peer_for_uri(uri) {
@@ -256,27 +246,16 @@ impl SipServer {
                 }],
                 policy,
             ),
-            None => {
-                let query = RouteQuery {
-                    uri: uri.raw.to_owned(),
-                    aor: None,
-                    purpose: RoutePurpose::NextHop,
-                    own_routes,
-                    policy,
-                    authorized,
-                    known_user: false,
-                };
-                self.resolve_or_reject(query, not_found)
-            }
-        }
-    }
-
-    /// Asks the routing chain when the node runs one; 404 with `not_found` otherwise.
-    fn resolve_or_reject(&self, query: RouteQuery, not_found: &'static str) -> RouteDecision {
-        if self.config.resolves_routes {
-            RouteDecision::Resolve(query)
-        } else {
-            RouteDecision::Reject(404, not_found)
+            None if self.config.resolves_routes => RouteDecision::Resolve(RouteQuery {
+                uri: uri.raw.to_owned(),
+                aor: None,
+                purpose,
+                own_routes,
+                policy,
+                authorized,
+                known_user: false,
+            }),
+            None => RouteDecision::Reject(404, not_found),
         }
     }
 

@@ -14,6 +14,13 @@ fn resolving(open: bool, users: Vec<Credential>) -> Harness {
     })
 }
 
+/// An open node whose callers (127.0.0.0/8) are trusted: they may be routed anywhere.
+fn resolving_for_trusted_callers() -> Harness {
+    let mut h = resolving(true, Vec::new());
+    h.server.config.trusted_sources = vec!["127.0.0.0/8".parse().unwrap()];
+    h
+}
+
 fn call_to(uri: &str, branch: &str) -> String {
     invite("bob", branch).replace("INVITE sip:bob@example.com", &format!("INVITE {uri}"))
 }
@@ -45,8 +52,7 @@ fn external(hops: Vec<Hop>) -> TargetSet {
 
 #[test]
 fn a_failed_target_set_falls_over_to_the_next() {
-    let mut h = resolving(true, Vec::new());
-    h.server.config.trusted_sources = vec!["127.0.0.0/8".parse().unwrap()];
+    let mut h = resolving_for_trusted_callers();
     let out = h.feed(ALICE, &call_to("sip:+4312345@itsp.example", "fo1"));
     assert_eq!(status_of(&out[0].1), 100);
     let (id, uri, purpose) = next_resolution(&mut h);
@@ -82,8 +88,7 @@ fn a_failed_target_set_falls_over_to_the_next() {
 
 #[test]
 fn the_last_set_failing_answers_the_caller() {
-    let mut h = resolving(true, Vec::new());
-    h.server.config.trusted_sources = vec!["127.0.0.0/8".parse().unwrap()];
+    let mut h = resolving_for_trusted_callers();
     h.feed(ALICE, &call_to("sip:carol@itsp.example", "fo2"));
     let (id, ..) = next_resolution(&mut h);
     h.server.resolve_route(
@@ -177,8 +182,7 @@ fn a_resolved_provider_is_reached_only_by_an_authenticated_user() {
 
 #[test]
 fn an_enum_result_becomes_the_request_uri() {
-    let mut h = resolving(true, Vec::new());
-    h.server.config.trusted_sources = vec!["127.0.0.0/8".parse().unwrap()];
+    let mut h = resolving_for_trusted_callers();
     h.feed(ALICE, &call_to("tel:+4312345", "en1"));
     let (id, uri, purpose) = next_resolution(&mut h);
     assert_eq!(
@@ -204,8 +208,7 @@ fn an_enum_result_becomes_the_request_uri() {
 
 #[test]
 fn a_host_name_in_a_route_is_resolved_as_a_next_hop() {
-    let mut h = resolving(true, Vec::new());
-    h.server.config.trusted_sources = vec!["127.0.0.0/8".parse().unwrap()];
+    let mut h = resolving_for_trusted_callers();
     let call = invite("bob", "nh1").replace(
         "Max-Forwards",
         "Route: <sip:edge.itsp.example;lr>\nMax-Forwards",
@@ -275,8 +278,7 @@ fn this_node_s_address_stands_for_its_one_domain() {
 
 #[test]
 fn an_ack_with_a_host_name_in_its_route_is_resolved_then_sent_on() {
-    let mut h = resolving(true, Vec::new());
-    h.server.config.trusted_sources = vec!["127.0.0.0/8".parse().unwrap()];
+    let mut h = resolving_for_trusted_callers();
     let ack = format!(
         "ACK sip:carol@{PROVIDER_1} SIP/2.0\n\
          Via: SIP/2.0/UDP {ALICE};branch=z9hG4bKack1;rport\n\
